@@ -1,0 +1,1 @@
+"""The transport pipeline (DESIGN.md §4): receive → commit → categorize → route → deliver → track."""

@@ -1,0 +1,1 @@
+"""The categorizer: envelope recipients → resolved recipients, groups expanded, split per next hop."""

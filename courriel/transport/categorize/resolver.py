@@ -1,0 +1,119 @@
+"""Resolve envelope recipients through the directory (DESIGN.md §4 "categorize").
+
+Proxy addresses match case-insensitively, as Exchange does. Distribution groups expand
+recursively with loop protection; duplicates (the same mailbox reached twice) are removed; contacts
+are rewritten to their external address. The result is pure data: the queue commits it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from courriel.core.address import AddressError, parse_address
+from courriel.org.model import AcceptedDomain, DomainType, Recipient, RecipientKind, SendConnector
+from courriel.transport.route.nexthop import NextHop, external_hop, mailbox_hop
+
+MAX_EXPANSION_DEPTH = 32  # nested groups deeper than this are treated as a loop
+
+
+class DirectoryView(Protocol):
+    def recipient(self, address: str) -> Recipient | None: ...
+    def accepted_domain(self, domain: str) -> AcceptedDomain | None: ...
+    def members(self, group_id: int) -> Sequence[Recipient]: ...
+    def send_connectors(self) -> Sequence[SendConnector]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class EnvelopeRecipient:
+    address: str
+    notify: str | None = None
+    orcpt: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    address: str
+    original: EnvelopeRecipient
+    hop: NextHop
+    target: str | None = None  # mailbox GUID
+    recipient: Recipient | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    address: str
+    original: EnvelopeRecipient
+    status: str  # enhanced status code
+    text: str
+
+
+@dataclass(slots=True)
+class Categorized:
+    resolved: list[Resolved] = field(default_factory=list)
+    failed: list[Failed] = field(default_factory=list)
+    expanded: list[tuple[str, list[str]]] = field(default_factory=list)  # (group, member addresses)
+
+
+class Categorizer:
+    def __init__(self, directory: DirectoryView, server: str) -> None:
+        self.directory = directory
+        self.server = server
+
+    def categorize(self, rcpts: Sequence[EnvelopeRecipient]) -> Categorized:
+        out = Categorized()
+        seen: set[str] = set()
+        for rcpt in rcpts:
+            self._resolve(rcpt.address, rcpt, out, seen, set(), 0)
+        return out
+
+    def _resolve(
+        self, address: str, original: EnvelopeRecipient, out: Categorized, seen: set[str], groups: set[int], depth: int
+    ) -> None:
+        recipient = self.directory.recipient(address)
+        if recipient is None:
+            self._unresolved(address, original, out, seen)
+            return
+        if recipient.kind is RecipientKind.GROUP:
+            if recipient.id in groups or depth >= MAX_EXPANSION_DEPTH:
+                return  # a loop: the members were or are being expanded already
+            members = self.directory.members(recipient.id)
+            out.expanded.append((recipient.primary_address, [m.primary_address for m in members]))
+            for member in members:
+                self._resolve(member.primary_address, original, out, seen, groups | {recipient.id}, depth + 1)
+            return
+        if recipient.kind is RecipientKind.CONTACT and recipient.external_address:
+            self._external(recipient.external_address, original, out, seen)
+            return
+        key = recipient.guid or recipient.primary_address.lower()
+        if key in seen:
+            return
+        seen.add(key)
+        if recipient.database is None:
+            out.failed.append(Failed(recipient.primary_address, original, "5.1.1", "Recipient has no mailbox database"))
+            return
+        out.resolved.append(
+            Resolved(recipient.primary_address, original, mailbox_hop(recipient.database), recipient.guid, recipient)
+        )
+
+    def _unresolved(self, address: str, original: EnvelopeRecipient, out: Categorized, seen: set[str]) -> None:
+        try:
+            domain = parse_address(address).domain
+        except AddressError:
+            out.failed.append(Failed(address, original, "5.1.3", "Bad recipient address syntax"))
+            return
+        accepted = self.directory.accepted_domain(domain)
+        if accepted is not None and accepted.domain_type is DomainType.AUTHORITATIVE:
+            out.failed.append(Failed(address, original, "5.1.10", "Recipient not found"))
+            return
+        self._external(address, original, out, seen)
+
+    def _external(self, address: str, original: EnvelopeRecipient, out: Categorized, seen: set[str]) -> None:
+        key = address.lower()
+        if key in seen:
+            return
+        seen.add(key)
+        domain = address.rsplit("@", 1)[-1].lower()
+        hop = external_hop(domain, self.directory.send_connectors(), self.server)
+        out.resolved.append(Resolved(address, original, hop))

@@ -1,0 +1,1 @@
+"""The durable transport queue: a message and its recipients are committed before the 250."""

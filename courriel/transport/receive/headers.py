@@ -1,0 +1,96 @@
+"""Header work at receipt: the Received trace field, and Message-ID/Date for submissions.
+
+Only the header block is looked at (up to the first empty line), so a 30 MB body costs nothing.
+RFC 5321 §4.4 (trace fields), RFC 5322 §3.6 (Message-ID, Date), RFC 3848 (WITH protocol types).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+from dataclasses import dataclass
+
+from courriel.core.ids import new_message_id
+
+_FIELD = re.compile(rb"^([!-9;-~]+)[ \t]*:", re.MULTILINE)
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderFacts:
+    header_end: int  # offset of the empty line ending the header (or len(data))
+    message_id: str | None
+    subject: str | None
+    has_date: bool
+    received_count: int
+    header_size: int
+
+
+def _unfold(value: bytes) -> str:
+    return re.sub(rb"\r?\n[ \t]+", b" ", value).decode("utf-8", "replace").strip()
+
+
+def header_facts(data: bytes) -> HeaderFacts:
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        end = len(data) if not data.startswith(b"\r\n") else 0
+    else:
+        end += 2
+    header = data[:end]
+    message_id = subject = None
+    has_date = False
+    received = 0
+    matches = list(_FIELD.finditer(header))
+    for i, m in enumerate(matches):
+        name = m.group(1).lower()
+        if name not in (b"message-id", b"subject", b"date", b"received"):
+            continue
+        stop = matches[i + 1].start() if i + 1 < len(matches) else len(header)
+        value = header[m.end() : stop]
+        if name == b"received":
+            received += 1
+        elif name == b"date":
+            has_date = True
+        elif name == b"message-id" and message_id is None:
+            message_id = _unfold(value)
+        elif name == b"subject" and subject is None:
+            subject = _unfold(value)[:256]
+    return HeaderFacts(end, message_id, subject, has_date, received, len(header))
+
+
+def with_protocol(*, esmtp: bool, tls: bool, auth: bool, utf8: bool) -> str:
+    """RFC 3848 / RFC 6531 §4.3: SMTP, ESMTP, ESMTPS, ESMTPA, ESMTPSA, UTF8SMTPSA …"""
+    if not esmtp:
+        return "SMTP"
+    base = "UTF8SMTP" if utf8 else "ESMTP"
+    return base + ("S" if tls else "") + ("A" if auth else "")
+
+
+def received_header(
+    *,
+    helo: str | None,
+    client_ip: str,
+    by: str,
+    protocol: str,
+    queue_id: str,
+    recipient: str | None,
+    tls_version: str | None = None,
+) -> bytes:
+    """One Received field (RFC 5321 §4.4); `for` only when there is a single recipient (privacy)."""
+    from_part = f"from {helo or 'unknown'} ([{client_ip}])" if ":" not in client_ip else f"from {helo or 'unknown'} ([IPv6:{client_ip}])"
+    tls_part = f" ({tls_version})" if tls_version else ""
+    for_part = f"\r\n\tfor <{recipient}>" if recipient else ""
+    date = email.utils.formatdate(localtime=False, usegmt=False)
+    text = f"Received: {from_part}\r\n\tby {by} (Courriel) with {protocol}{tls_part} id {queue_id}{for_part};\r\n\t{date}\r\n"
+    return text.encode("utf-8")
+
+
+def submission_headers(facts: HeaderFacts, fqdn: str) -> tuple[bytes, str]:
+    """Message-ID and Date a submitted message lacks (RFC 6409 §8.2, §8.3); returns (fields, message-id)."""
+    added = b""
+    message_id = facts.message_id
+    if not message_id:
+        message_id = new_message_id(fqdn)
+        added += f"Message-ID: {message_id}\r\n".encode()
+    if not facts.has_date:
+        added += f"Date: {email.utils.formatdate(localtime=False)}\r\n".encode()
+    return added, message_id

@@ -1,0 +1,212 @@
+"""The receive connector's policy for one SMTP session: the decisions the SMTP engine asks for.
+
+Rules (research §2): a session's identity (anonymous, authenticated user, authenticated server)
+gets the rights of the connector's permission groups. Without ACCEPT_ANY_RECIPIENT only accepted
+domains are taken: unknown recipients of an authoritative domain get 550 5.1.10 and anything a
+relay would need gets 550 5.7.54. An authenticated user without ACCEPT_ANY_SENDER may only send as
+one of their own addresses (550 5.7.60). The message is handed to a `MessageSink` and the client
+gets 250 only once the sink has committed it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from courriel.core.address import Address
+from courriel.core.errors import TransientError
+from courriel.core.replies import Reply
+from courriel.org.model import DomainType, ReceiveConnector, Recipient, RecipientKind, TransportConfig
+from courriel.proto.smtp.events import Envelope, MailParams, RcptParams, SessionInfo
+from courriel.security.passwords import averify_password
+from courriel.security.throttle import LoginThrottle
+from courriel.transport.categorize.resolver import DirectoryView, EnvelopeRecipient
+from courriel.transport.receive import replies as R
+from courriel.transport.receive.connectors import Right, rights
+from courriel.transport.receive.headers import header_facts
+from courriel.transport.service import Accepted, Submission
+
+log = logging.getLogger(__name__)
+
+MAX_HEADER_SIZE = 256 * 1024  # Exchange MaxHeaderSize (research §2)
+TARPIT_AFTER = 3  # unknown recipients in a session before each further one is delayed
+ROUTING_CHARACTERS = ("%", "!", "@", ":")  # percent hack, bang paths, quoted @, source routes
+
+
+class MessageSink(Protocol):
+    async def submit(self, sub: Submission) -> Accepted: ...
+
+
+class PolicyDirectory(DirectoryView, Protocol):
+    def recipient_by_id(self, rid: int) -> Recipient | None: ...
+
+
+@dataclass
+class ReceiveContext:
+    """What every session of a server shares: the directory, the sink, counters and throttles."""
+
+    directory: Callable[[], PolicyDirectory]
+    transport_config: Callable[[], TransportConfig]
+    sink: MessageSink
+    throttle: LoginThrottle
+    mailbox_full: Callable[[Recipient], Awaitable[bool]]
+    connections: dict[str, int] = field(default_factory=dict)
+    total_connections: int = 0
+
+
+class ReceivePolicy:
+    """The SmtpPolicy of one session under one receive connector."""
+
+    def __init__(self, ctx: ReceiveContext, connector: ReceiveConnector) -> None:
+        self.ctx = ctx
+        self.connector = connector
+        self.counted = False
+        self.unknown_recipients = 0
+
+    # -- identity -------------------------------------------------------------------------------
+    def _user(self, info: SessionInfo) -> Recipient | None:
+        if info.authenticated is None:
+            return None
+        return self.ctx.directory().recipient(info.authenticated)
+
+    def _rights(self, info: SessionInfo) -> Right:
+        return rights(self.connector, authenticated_user=info.authenticated is not None, authenticated_server=False)
+
+    # -- connection -----------------------------------------------------------------------------
+    async def connect(self, info: SessionInfo) -> Reply | None:
+        ip = info.peer_ip
+        if self.ctx.total_connections >= self.connector.max_inbound_connection:
+            return R.TOO_MANY_CONNECTIONS
+        if self.ctx.connections.get(ip, 0) >= self.connector.max_inbound_connection_per_source:
+            return R.TOO_MANY_FROM_SOURCE
+        self.ctx.connections[ip] = self.ctx.connections.get(ip, 0) + 1
+        self.ctx.total_connections += 1
+        self.counted = True
+        return None
+
+    def disconnected(self, info: SessionInfo) -> None:
+        if not self.counted:
+            return
+        self.counted = False
+        self.ctx.total_connections -= 1
+        left = self.ctx.connections.get(info.peer_ip, 1) - 1
+        if left > 0:
+            self.ctx.connections[info.peer_ip] = left
+        else:
+            self.ctx.connections.pop(info.peer_ip, None)
+
+    async def helo(self, info: SessionInfo, name: str) -> Reply | None:
+        return None
+
+    # -- authentication -------------------------------------------------------------------------
+    async def authenticate(self, info: SessionInfo, mechanism: str, authzid: str | None, username: str, password: str) -> Reply:
+        throttle = self.ctx.throttle
+        if throttle.blocked(info.peer_ip, username):
+            return R.AUTH_BLOCKED
+        recipient = self.ctx.directory().recipient(username) if "@" in username else None
+        ok = (
+            recipient is not None
+            and recipient.kind is RecipientKind.MAILBOX
+            and recipient.password_hash is not None
+            and (not authzid or authzid.lower() == username.lower())
+            and await averify_password(recipient.password_hash, password)
+        )
+        if ok:
+            throttle.record_success(info.peer_ip, username)
+            return R.AUTH_OK
+        throttle.record_failure(info.peer_ip, username)
+        await asyncio.sleep(throttle.delay_for(info.peer_ip, username))
+        return R.AUTH_UNSUCCESSFUL
+
+    # -- transaction ----------------------------------------------------------------------------
+    def _size_limit(self, info: SessionInfo) -> int:
+        config = self.ctx.transport_config()
+        return config.max_send_size if info.authenticated else config.max_receive_size
+
+    async def mail(self, info: SessionInfo, sender: Address | None, params: MailParams) -> Reply:
+        granted = self._rights(info)
+        if not granted & Right.SUBMIT:
+            return R.NOT_AUTHENTICATED
+        if params.size and not granted & Right.BYPASS_MESSAGE_SIZE_LIMIT and params.size > self._size_limit(info):
+            return R.ORG_SIZE_EXCEEDED
+        user = self._user(info)
+        if user is not None and not granted & Right.ACCEPT_ANY_SENDER:
+            if sender is None or sender.key not in {a.lower() for a in user.addresses}:
+                return R.SEND_AS_DENIED
+        elif user is None and sender is not None:
+            domain = self.ctx.directory().accepted_domain(sender.domain)
+            authoritative = domain is not None and domain.domain_type is DomainType.AUTHORITATIVE
+            if authoritative and not granted & Right.ACCEPT_AUTHORITATIVE_DOMAIN_SENDER:
+                return R.SENDER_DENIED
+            if not authoritative and not granted & Right.ACCEPT_ANY_SENDER:
+                return R.SENDER_DENIED
+        return R.SENDER_OK
+
+    async def rcpt(self, info: SessionInfo, rcpt: Address, params: RcptParams) -> Reply:
+        granted = self._rights(info)
+        relay = bool(granted & Right.ACCEPT_ANY_RECIPIENT)
+        local = rcpt.local.strip('"') if rcpt.is_quoted else rcpt.local
+        if not relay and (rcpt.is_literal or any(c in local for c in ROUTING_CHARACTERS)):
+            return R.ROUTING_DENIED
+        directory = self.ctx.directory()
+        domain = directory.accepted_domain(rcpt.domain)
+        if domain is None:
+            return R.RECIPIENT_OK if relay else R.RELAY_DENIED
+        recipient = directory.recipient(str(rcpt))
+        if recipient is None:
+            if domain.domain_type is not DomainType.AUTHORITATIVE:
+                return R.RECIPIENT_OK  # internal or external relay domain: routed on
+            self.unknown_recipients += 1
+            if self.unknown_recipients > TARPIT_AFTER:
+                await asyncio.sleep(self.connector.tarpit_interval)
+            return R.UNKNOWN_RECIPIENT
+        if recipient.kind is RecipientKind.MAILBOX:
+            if await self.ctx.mailbox_full(recipient):
+                return R.MAILBOX_FULL
+        return R.RECIPIENT_OK
+
+    async def data(self, info: SessionInfo, envelope: Envelope, message: bytes) -> Reply:
+        granted = self._rights(info)
+        if not granted & Right.BYPASS_MESSAGE_SIZE_LIMIT:
+            if len(message) > self._size_limit(info):
+                return R.ORG_SIZE_EXCEEDED
+            for rcpt, _ in envelope.recipients:
+                recipient = self.ctx.directory().recipient(str(rcpt))
+                if recipient is not None and recipient.max_receive_size and len(message) > recipient.max_receive_size:
+                    return R.RECIPIENT_SIZE_EXCEEDED
+        facts = header_facts(message)
+        if facts.header_size > MAX_HEADER_SIZE:
+            return R.HEADER_TOO_BIG
+        if facts.received_count >= min(self.connector.max_hop_count, self.ctx.transport_config().max_hop_count):
+            return R.HOP_COUNT_EXCEEDED
+        params = envelope.params
+        sub = Submission(
+            sender=str(envelope.sender) if envelope.sender else "",
+            recipients=[
+                EnvelopeRecipient(
+                    str(addr),
+                    notify=",".join(rp.notify) if rp.notify else None,
+                    orcpt=f"{rp.orcpt[0]};{rp.orcpt[1]}" if rp.orcpt else None,
+                )
+                for addr, rp in envelope.recipients
+            ],
+            data=message,
+            client_ip=info.peer_ip,
+            helo=info.helo,
+            connector=self.connector.name,
+            auth_user=info.authenticated,
+            tls_version="TLS" if info.tls_active else None,
+            esmtp=info.esmtp,
+            smtputf8=params.smtputf8,
+            is_submission=info.authenticated is not None,
+            mail_params={"ret": params.ret, "envid": params.envid, "body": params.body},
+        )
+        try:
+            accepted = await self.ctx.sink.submit(sub)
+        except TransientError as exc:
+            log.warning("%s: %s", self.connector.name, exc.detail)
+            return R.STORE_FAILED
+        return R.queued(accepted.message_id, accepted.queue_id)

@@ -1,0 +1,1 @@
+"""Routing: which next hop a resolved recipient goes to (a mailbox database, a send connector, nowhere yet)."""

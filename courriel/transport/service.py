@@ -1,0 +1,284 @@
+"""The Transport service of a Mailbox server: accept a message into the queue, then move it on.
+
+`submit` is the commit point of DESIGN.md §4: the message gets its Received header (and, for a
+submission, Message-ID and Date), the categorizer resolves its recipients, the bytes are stored
+once (fsync'ed), and the envelope and per-recipient next hops are committed in a group
+transaction. Only then does `submit` return, and only then does the SMTP session answer 250.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from courriel.core.errors import TransientError
+from courriel.core.ids import new_id
+from courriel.org.model import TransportConfig
+from courriel.storage.blobs import BlobStore
+from courriel.transport.categorize.resolver import Categorized, Categorizer, DirectoryView, EnvelopeRecipient
+from courriel.transport.deliver.local import LocalDelivery
+from courriel.transport.deliver.smtp import SmtpDelivery
+from courriel.transport.queue.store import QueuedMessage, QueuedRecipient, QueueStore, RecipientResult
+from courriel.transport.receive.headers import header_facts, received_header, submission_headers, with_protocol
+from courriel.transport.reports import Outcome, Reporter
+from courriel.transport.retry import expiry_error, is_expired
+from courriel.transport.route.nexthop import UNREACHABLE, external_hop
+from courriel.transport.tracking import TrackingLog
+
+log = logging.getLogger(__name__)
+SCAN_INTERVAL = 15.0  # seconds between scans for recipients due for another attempt
+
+
+@dataclass(slots=True)
+class Submission:
+    """One SMTP transaction as the receive side hands it over."""
+
+    sender: str  # "" for the null sender
+    recipients: Sequence[EnvelopeRecipient]
+    data: bytes
+    client_ip: str
+    helo: str | None = None
+    connector: str | None = None
+    auth_user: str | None = None
+    tls_version: str | None = None
+    esmtp: bool = True
+    smtputf8: bool = False
+    is_submission: bool = False  # an authenticated client's message: add Message-ID/Date if missing
+    mail_params: dict[str, Any] = field(default_factory=dict)  # ret, envid, body
+    source: str = "SMTP"
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    queue_id: str
+    message_id: str | None
+
+
+def queued_recipients(result: Categorized, now: float, retry_interval: float) -> list[QueuedRecipient]:
+    """Queue rows for a categorizer result: ready, waiting in Unreachable, or failed."""
+    rcpts = [
+        QueuedRecipient(
+            address=r.address,
+            original=r.original.address,
+            next_hop=r.hop.key,
+            delivery_type=r.hop.delivery_type,
+            target=r.target,
+            orcpt=r.original.orcpt,
+            notify=r.original.notify,
+            status="retry" if r.hop.delivery_type == UNREACHABLE else "ready",
+            last_error=f"451 4.4.0 No send connector routes mail to {r.hop.key.split(':', 1)[1]}" if r.hop.delivery_type == UNREACHABLE else None,
+            next_attempt=now + retry_interval if r.hop.delivery_type == UNREACHABLE else 0.0,
+        )
+        for r in result.resolved
+    ]
+    rcpts += [
+        QueuedRecipient(address=f.address, original=f.original.address, next_hop="failed:categorizer", delivery_type="None",
+                        orcpt=f.original.orcpt, notify=f.original.notify, status="failed", last_error=f"550 {f.status} {f.text}")
+        for f in result.failed
+    ]
+    return rcpts
+
+
+class TransportService:
+    def __init__(
+        self,
+        *,
+        server: str,
+        fqdn: str,
+        queue: QueueStore,
+        blobs: BlobStore,
+        directory: Callable[[], DirectoryView],
+        transport_config: Callable[[], TransportConfig],
+        tracking: TrackingLog,
+        local: LocalDelivery,
+        smtp: SmtpDelivery | None = None,
+        scan_interval: float = SCAN_INTERVAL,
+    ) -> None:
+        self.server = server
+        self.fqdn = fqdn
+        self.queue = queue
+        self.blobs = blobs
+        self.directory = directory
+        self.transport_config = transport_config
+        self.tracking = tracking
+        self.local = local
+        self.smtp = smtp
+        self.scan_interval = scan_interval
+        self._scanner: asyncio.Task[None] | None = None
+        self.accepted = 0
+        # DSNs are committed with the results that call for them (transport/reports.py): through
+        # the queue's seam for local delivery, directly for the SMTP stage and the scan.
+        self.reports = Reporter(
+            fqdn=fqdn,
+            queue=queue,
+            blobs=blobs,
+            tracking=tracking,
+            directory=directory,
+            transport_config=transport_config,
+            categorize=self._categorize,
+            dispatch=self.dispatch,
+        )
+        queue.reporter = self.reports
+        if smtp is not None:
+            smtp.reporter = self.reports
+
+    def _categorize(self, rcpts: list[EnvelopeRecipient]) -> list[QueuedRecipient]:
+        result = Categorizer(self.directory(), self.server).categorize(rcpts)
+        return queued_recipients(result, time.time(), self.transport_config().message_retry_interval)
+
+    def _build(self, sub: Submission, queue_id: str) -> tuple[bytes, str | None, str | None]:
+        facts = header_facts(sub.data)
+        added = b""
+        message_id = facts.message_id
+        if sub.is_submission:
+            added, message_id = submission_headers(facts, self.fqdn)
+        trace = received_header(
+            helo=sub.helo,
+            client_ip=sub.client_ip,
+            by=self.fqdn,
+            protocol=with_protocol(esmtp=sub.esmtp, tls=sub.tls_version is not None, auth=sub.auth_user is not None, utf8=sub.smtputf8),
+            queue_id=queue_id,
+            recipient=sub.recipients[0].address if len(sub.recipients) == 1 else None,
+            tls_version=sub.tls_version,
+        )
+        return trace + added + sub.data, message_id, facts.subject
+
+    async def submit(self, sub: Submission) -> Accepted:
+        """Commit a message durably; raises TransientError if that cannot be done (the client gets 451)."""
+        queue_id = new_id()
+        data, message_id, subject = self._build(sub, queue_id)
+        result = Categorizer(self.directory(), self.server).categorize(sub.recipients)
+        now = time.time()
+        rcpts = queued_recipients(result, now, self.transport_config().message_retry_interval)
+        try:
+            blob = await self.blobs.put(data)
+            msg = QueuedMessage(
+                id=queue_id,
+                digest=blob.digest,
+                size=blob.size,
+                sender=sub.sender,
+                envelope={
+                    "recipients": [{"address": r.address, "notify": r.notify, "orcpt": r.orcpt} for r in sub.recipients],
+                    **sub.mail_params,
+                },
+                received_at=now,
+                expires_at=now + self.transport_config().message_expiration_timeout,
+                source=sub.source,
+                connector=sub.connector,
+                client_ip=sub.client_ip,
+                client_helo=sub.helo,
+                auth_user=sub.auth_user,
+                message_id=message_id,
+                subject=subject,
+                recipients=rcpts,
+            )
+            reports = await self.reports.on_submit(msg)
+            await self.queue.commit_with_reports(msg, reports)
+        except Exception as exc:
+            log.exception("could not commit message %s", queue_id)
+            raise TransientError("Temporary failure storing the message", f"queue commit failed: {exc}") from exc
+        self.accepted += 1
+        self._after_commit(msg, sub, result.expanded)
+        self.reports.committed(reports)
+        return Accepted(queue_id, message_id)
+
+    def _after_commit(self, msg: QueuedMessage, sub: Submission, expanded: list[tuple[str, list[str]]]) -> None:
+        common = {"internal_message_id": msg.id, "message_id": msg.message_id, "sender": msg.sender, "subject": msg.subject}
+        self.tracking.write(
+            "RECEIVE", source=sub.source, recipients=[r.address for r in sub.recipients], connector=sub.connector,
+            client_ip=sub.client_ip, size=msg.size, **common,
+        )
+        for group, members in expanded:
+            self.tracking.write("EXPAND", source="ROUTING", recipients=members, related=group, **common)
+        failed = [r for r in msg.recipients if r.status == "failed"]
+        if failed:
+            self.tracking.write("FAIL", source="ROUTING", recipients=[r.address for r in failed], recipient_status=failed[0].last_error, **common)
+        unreachable = [r for r in msg.recipients if r.delivery_type == UNREACHABLE]
+        if unreachable:
+            self.tracking.write("DEFER", source="ROUTING", recipients=[r.address for r in unreachable], recipient_status=unreachable[0].last_error, **common)
+        self.dispatch(msg, [r for r in msg.recipients if r.status == "ready"])
+
+    def dispatch(self, msg: QueuedMessage, rcpts: list[QueuedRecipient]) -> None:
+        """Hand ready recipients to the delivery stage that serves their next hop."""
+        waiting = [r for r in rcpts if r.status in ("ready", "retry")]
+        local = [r for r in waiting if r.next_hop.startswith("mailbox:")]
+        remote = [r for r in waiting if r.next_hop.startswith("smtp:")] if self.smtp is not None else []
+        self.reports.dispatched(msg, local)  # the SMTP stage passes its rows to the reporter itself
+        if local:
+            self.local.enqueue(msg, local)
+        if remote and self.smtp is not None:
+            self.smtp.enqueue(msg, remote)
+
+    def _in_flight(self, rcpt_id: int) -> bool:
+        return (self.smtp is not None and self.smtp.busy(rcpt_id)) or self.reports.in_flight(rcpt_id)
+
+    async def start(self) -> None:
+        """Resume after a restart: everything committed but not finished is attempted again."""
+        await self._scan()
+        self._scanner = asyncio.create_task(self._scan_loop(), name="queue-scan")
+
+    async def _scan(self) -> None:
+        now = time.time()
+        by_message: dict[str, tuple[QueuedMessage, list[QueuedRecipient]]] = {}
+        changes: list[tuple[int, dict[str, Any]]] = []
+        settled: list[Outcome] = []  # expired, or still without a route (a delay DSN may be due)
+        for msg, rcpt in await self.queue.due(now):
+            if rcpt.id is None:
+                continue
+            if is_expired(msg.expires_at, now):
+                if not self._in_flight(rcpt.id):  # else the stage records what its attempt gives
+                    settled.append(Outcome(msg, rcpt, RecipientResult(rcpt.id, "failed", expiry_error(rcpt.last_error))))
+                continue
+            if rcpt.delivery_type == UNREACHABLE:
+                change = self._reroute(rcpt, now)
+                if rcpt.delivery_type == UNREACHABLE:
+                    settled.append(Outcome(msg, rcpt, RecipientResult(rcpt.id, "retry", rcpt.last_error, min(rcpt.next_attempt, msg.expires_at))))
+                    continue
+                changes.append((rcpt.id, change))
+            by_message.setdefault(msg.id, (msg, []))[1].append(rcpt)
+        if settled:
+            await self.reports.record(settled)
+            self._track_settled(settled)
+        if changes:
+            await self.queue.reroute(changes)
+        for msg, rcpts in by_message.values():
+            self.dispatch(msg, rcpts)
+
+    def _track_settled(self, settled: list[Outcome]) -> None:
+        for o in settled:
+            if o.result.status == "failed":
+                self.tracking.write(
+                    "FAIL", source="QUEUE", internal_message_id=o.msg.id, message_id=o.msg.message_id,
+                    sender=o.msg.sender, recipients=[o.rcpt.address], recipient_status=o.result.error,
+                    subject=o.msg.subject, size=o.msg.size,
+                )
+
+    def _reroute(self, rcpt: QueuedRecipient, now: float) -> dict[str, Any]:
+        """Unreachable recipients are routed again: a send connector may have been added since."""
+        domain = rcpt.address.rsplit("@", 1)[-1].lower()
+        hop = external_hop(domain, self.directory().send_connectors(), self.server)
+        if hop.delivery_type == UNREACHABLE:
+            rcpt.next_attempt = now + self.transport_config().message_retry_interval
+            return {"next_attempt": rcpt.next_attempt}
+        rcpt.next_hop, rcpt.delivery_type, rcpt.status = hop.key, hop.delivery_type, "ready"
+        return {"next_hop": hop.key, "delivery_type": hop.delivery_type, "status": "ready", "last_error": None}
+
+    async def _scan_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.scan_interval)
+            try:
+                await self._scan()
+            except Exception:
+                log.exception("queue scan failed")
+
+    async def stop(self) -> None:
+        if self._scanner is not None:
+            self._scanner.cancel()
+            self._scanner = None
+        await self.local.drain()
+        if self.smtp is not None:
+            await self.smtp.stop()
