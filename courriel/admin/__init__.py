@@ -1,0 +1,1 @@
+"""Administration: the `courriel` command (cli/) and, later, the admin HTTP API, over one command layer (commands/)."""

@@ -1,0 +1,1 @@
+"""The `courriel` command: argparse subcommands (one module per noun) over admin/commands."""

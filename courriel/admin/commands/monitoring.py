@@ -1,0 +1,56 @@
+"""Message tracking (Get-MessageTrackingLog) and queues (Get-Queue, Get-Message) for the admin faces.
+
+Both read what the transport writes on this server; the transport modules are imported when a
+command runs, so the directory commands work on a server where the transport is not installed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from courriel.config import ServerConfig
+
+DEFAULT_RESULT_SIZE = 1000  # Get-MessageTrackingLog -ResultSize default (research §8)
+
+
+def tracking_dir(config: ServerConfig) -> Path:
+    return config.data_dir / "logs" / "tracking"
+
+
+def search_tracking(
+    config: ServerConfig,
+    *,
+    sender: str | None = None,
+    recipient: str | None = None,
+    message_id: str | None = None,
+    event_id: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    limit: int = DEFAULT_RESULT_SIZE,
+) -> list[dict[str, Any]]:
+    from courriel.transport.tracking import search_tracking as search
+
+    return search(
+        tracking_dir(config),
+        sender=sender,
+        recipient=recipient,
+        message_id=message_id,
+        event_id=event_id.upper() if event_id else None,
+        start=start,
+        end=end,
+        limit=limit,
+    )
+
+
+async def list_queues(config: ServerConfig) -> list[dict[str, Any]]:
+    from courriel.transport.queue.inspect import list_queues as inspect_queues
+
+    return await inspect_queues(config)
+
+
+async def list_messages(config: ServerConfig, queue: str | None = None) -> list[dict[str, Any]]:
+    from courriel.transport.queue.inspect import list_messages as inspect_messages
+
+    return await inspect_messages(config, queue=queue)
