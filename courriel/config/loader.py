@@ -20,9 +20,9 @@ def _check(setting: Setting, value: Any) -> Any:
         value = float(value)
     if not isinstance(value, setting.type) or isinstance(value, bool) is not (setting.type is bool):
         raise ConfigError(f"{key}: expected {setting.type.__name__}, got {type(value).__name__}")
-    if setting.minimum is not None and value < setting.minimum:
+    if setting.minimum is not None and isinstance(value, int | float) and value < setting.minimum:
         raise ConfigError(f"{key}: {value} is below the minimum {setting.minimum}")
-    if setting.maximum is not None and value > setting.maximum:
+    if setting.maximum is not None and isinstance(value, int | float) and value > setting.maximum:
         raise ConfigError(f"{key}: {value} is above the maximum {setting.maximum}")
     if setting.choices is not None:
         items = value if isinstance(value, list) else [value]

@@ -24,7 +24,7 @@ from courriel.org.recipients import RecipientOps, load_recipients
 from courriel.org.snapshot import DirectorySnapshot
 from courriel.org.store import load_databases, load_servers
 from courriel.org.topology import TopologyOps
-from courriel.storage.engine import is_sqlite, open_engine
+from courriel.storage.engine import dispose, open_engine, open_reader
 from courriel.storage.migrations import migrate
 
 
@@ -40,10 +40,10 @@ class Directory(OrganizationOps, DomainOps, RecipientOps, GroupOps, TopologyOps,
         except BaseException:
             await engine.dispose()
             raise
-        return cls(engine, url)
+        return cls(engine, url, open_reader(engine, url, base_dir))
 
     async def close(self) -> None:
-        await self._engine.dispose()
+        await dispose(self._engine, self._reader)
 
     async def __aenter__(self) -> Directory:
         return self
@@ -55,10 +55,7 @@ class Directory(OrganizationOps, DomainOps, RecipientOps, GroupOps, TopologyOps,
 
     async def snapshot(self) -> DirectorySnapshot:
         """Everything, read in one transaction so that the snapshot is one version of the directory."""
-        async with self._engine.connect() as conn:
-            if not is_sqlite(self._engine):
-                # READ COMMITTED would let a commit land between two of the reads below.
-                conn = await conn.execution_options(isolation_level="REPEATABLE READ")
+        async with self._read() as conn:  # one snapshot: a commit cannot land between the reads below
             version = int((await conn.execute(select(t.directory_version.c.version))).scalar_one())
             organization = await read_setting(conn, ORGANIZATION)
             memberships = (await conn.execute(select(t.group_members))).all()

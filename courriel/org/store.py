@@ -43,8 +43,9 @@ def name_key(name: str) -> str:
 class DirectoryStore:
     """Holds the engine; the directory's parts (domains, recipients, topology, connectors) extend it."""
 
-    def __init__(self, engine: AsyncEngine, url: str) -> None:
+    def __init__(self, engine: AsyncEngine, url: str, reader: AsyncEngine | None = None) -> None:
         self._engine = engine
+        self._reader = reader or engine
         self.url = url
 
     @property
@@ -66,7 +67,8 @@ class DirectoryStore:
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
-        async with self._engine.connect() as conn:
+        """A read on a consistent snapshot that takes no write lock (storage/engine.py readers)."""
+        async with self._reader.connect() as conn:
             yield conn
 
     async def version(self) -> int:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from courriel.core.replies import Reply
 from courriel.org.model import AuthMechanism, LoggingLevel, PermissionGroup, ReceiveConnector
-from courriel.proto.smtp.settings import SessionSettings
+from courriel.proto.smtp import SessionInfo, SessionSettings
 from courriel.services.smtp_server import SmtpListener
 from courriel.transport.protocol_log import ProtocolLog
 from courriel.org.ipranges import Binding, parse_binding
@@ -28,7 +28,7 @@ NO_SERVICE = Reply(554, "5.7.1", "No SMTP service for your address")
 class RefusingPolicy(ReceivePolicy):
     """For a client that no connector on this binding accepts (outside every RemoteIPRanges)."""
 
-    async def connect(self, info):  # type: ignore[no-untyped-def,override]
+    async def connect(self, info: SessionInfo) -> Reply | None:
         return NO_SERVICE
 
 

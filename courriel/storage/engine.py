@@ -1,8 +1,13 @@
-"""One async SQLAlchemy engine per database, the same code for SQLite and PostgreSQL.
+"""Async SQLAlchemy engines per database, the same code for SQLite and PostgreSQL.
 
-SQLite: WAL, synchronous=FULL (a commit is on disk when it returns) and `BEGIN IMMEDIATE` for every
-transaction: research/python-ecosystem.md §6 measured lost updates and "database is locked" with
-pysqlite's deferred transactions. PostgreSQL: asyncpg, READ COMMITTED, atomic UPDATE … RETURNING.
+Writers (`open_engine`) — SQLite: WAL, synchronous=FULL (a commit is on disk when it returns) and
+`BEGIN IMMEDIATE` for every transaction: research/python-ecosystem.md §6 measured lost updates and
+"database is locked" with pysqlite's deferred transactions. PostgreSQL: asyncpg, READ COMMITTED,
+atomic UPDATE … RETURNING.
+Readers (`open_reader`) never queue behind the writer — SQLite: a second pool whose transactions
+start with a deferred `BEGIN` on `query_only` connections (a stable WAL snapshot that neither
+blocks nor is blocked by the writer). PostgreSQL: the same pool at REPEATABLE READ, so a read of
+several statements sees one consistent state. Keep read transactions short (pitfall 4).
 """
 
 from __future__ import annotations
@@ -48,6 +53,37 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _reader_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA query_only=ON")
+    cur.close()
+
+
+def _reader_begin(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN")  # deferred: a WAL read snapshot, no write lock
+
+
+def open_reader(
+    engine: AsyncEngine, url: str, base_dir: Path | None = None, *, pool_size: int = 5
+) -> AsyncEngine:
+    """A read-only engine beside `engine` (the writer) on the same database; dispose both."""
+    if not is_sqlite(engine):
+        return engine.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+    reader = create_async_engine(async_url(url, base_dir), pool_size=pool_size)
+    event.listen(reader.sync_engine, "connect", _reader_pragmas)
+    event.listen(reader.sync_engine, "begin", _reader_begin)
+    return reader
+
+
+async def dispose(engine: AsyncEngine, reader: AsyncEngine) -> None:
+    """Close a writer and its reader (on PostgreSQL the reader shares the writer's pool)."""
+    if reader is not engine and is_sqlite(engine):
+        await reader.dispose()
+    await engine.dispose()
 
 
 def open_engine(url: str, base_dir: Path | None = None, *, pool_size: int = 5) -> AsyncEngine:

@@ -84,4 +84,3 @@ class GroupCommitter:
         for (_, fut), result in zip(batch, results, strict=True):
             if not fut.done():
                 fut.set_result(result)
-

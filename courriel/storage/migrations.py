@@ -6,9 +6,10 @@ open, inside one transaction per step, so an organization survives an upgrade.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Awaitable, Callable, Sequence
 
-from sqlalchemy import Column, Integer, MetaData, String, Table, select
+from sqlalchemy import Column, Integer, MetaData, String, Table, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 Step = Callable[[AsyncConnection], Awaitable[None]]
@@ -31,7 +32,24 @@ async def current_version(conn: AsyncConnection, component: str) -> int:
 
 
 async def migrate(engine: AsyncEngine, component: str, steps: Sequence[Step]) -> int:
-    """Apply the steps not yet applied; returns the version now in force."""
+    """Apply the steps not yet applied; returns the version now in force.
+
+    On PostgreSQL several servers may open a new directory at once: an advisory lock held for the
+    whole run makes them take turns (SQLite's BEGIN IMMEDIATE already does).
+    """
+    if engine.dialect.name != "postgresql":
+        return await _migrate(engine, component, steps)
+    key = zlib.crc32(f"courriel-migrate-{component}".encode())
+    async with engine.connect() as lock:
+        await lock.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+        try:
+            return await _migrate(engine, component, steps)
+        finally:
+            await lock.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+            await lock.commit()
+
+
+async def _migrate(engine: AsyncEngine, component: str, steps: Sequence[Step]) -> int:
     async with engine.begin() as conn:
         version = await current_version(conn, component)
     if version > len(steps):
@@ -45,7 +63,9 @@ async def migrate(engine: AsyncEngine, component: str, steps: Sequence[Step]) ->
                 await conn.execute(schema_versions.insert().values(component=component, version=1))
             else:
                 await conn.execute(
-                    schema_versions.update().where(schema_versions.c.component == component).values(version=number)
+                    schema_versions.update()
+                    .where(schema_versions.c.component == component)
+                    .values(version=number)
                 )
     return len(steps)
 

@@ -20,7 +20,7 @@ from courriel.core.address import Address
 from courriel.core.errors import TransientError
 from courriel.core.replies import Reply
 from courriel.org.model import DomainType, ReceiveConnector, Recipient, RecipientKind, TransportConfig
-from courriel.proto.smtp.events import Envelope, MailParams, RcptParams, SessionInfo
+from courriel.proto.smtp import Envelope, MailParams, RcptParams, SessionInfo
 from courriel.security.passwords import averify_password
 from courriel.security.throttle import LoginThrottle
 from courriel.transport.categorize.resolver import DirectoryView, EnvelopeRecipient
