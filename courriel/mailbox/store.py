@@ -1,0 +1,391 @@
+"""MailboxDatabase: the one object the transport, the IMAP4 engine and the POP3 engine talk to.
+
+It ties the parts together: writes go through the group committer (database.py) and, once
+committed, are announced to subscribers (notify.py); reads run on the read pool; message bytes
+live in the blob store, content-addressed and shared with the transport queue (DESIGN.md §3).
+Each method is a thin wrapper over the module that holds the logic (delivery, folders, tree,
+messages, expunge, query, pop, quota), so that the rules live in one place each.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from courriel.mailbox import criteria, expunge, folders, messages, pop, query, quota, tree
+from courriel.mailbox.allocate import by_id
+from courriel.mailbox.database import Database
+from courriel.mailbox.delivery import DeliveryQueue, Placed, Placement
+from courriel.mailbox.errors import InvalidFolderName, NoSuchFolder, NoSuchMailbox, OverQuota
+from courriel.mailbox.flags import ALL_SYSTEM, StoreMode, join_keywords, normalize_keywords
+from courriel.mailbox.model import (
+    Changes,
+    CopyResult,
+    DeliveryRequest,
+    DeliveryResult,
+    FolderInfo,
+    FolderSnapshot,
+    MaildropEntry,
+    MessageMeta,
+    StoreResult,
+    to_epoch,
+)
+from courriel.mailbox.names import normalize_name
+from courriel.mailbox.notify import POLL_INTERVAL, Change, ChangeHub, Subscription, Target, wait_for_change
+from courriel.storage.blobs import BlobRef, BlobStore
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class CacheEntry:
+    """Analysis results for the message bytes with this digest; None fields are left as they are."""
+
+    digest: str
+    envelope: str | None = None
+    bodystructure: str | None = None
+    headers: str | None = None
+    text: str | None = None
+
+
+class MailboxDatabase:
+    """One mailbox database: SQL (SQLite file or PostgreSQL database) plus the blob store."""
+
+    def __init__(
+        self, db: Database, blobs: BlobStore, clock: Callable[[], float], poll_interval: float
+    ) -> None:
+        self._db = db
+        self.blobs = blobs
+        self._clock = clock
+        self._poll_interval = poll_interval
+        self._hub = ChangeHub()
+        self._deliveries = DeliveryQueue(db, clock)
+
+    @classmethod
+    async def open(
+        cls,
+        name: str,
+        url: str,
+        base_dir: Path | None,
+        blobs: BlobStore,
+        *,
+        clock: Callable[[], float] = time.time,
+        poll_interval: float = POLL_INTERVAL,
+    ) -> MailboxDatabase:
+        """Open (creating or upgrading the schema) the database `name` at `url`."""
+        return cls(await Database.open(name, url, base_dir), blobs, clock, poll_interval)
+
+    async def close(self) -> None:
+        await self._deliveries.close()
+        await self._db.close()
+
+    @property
+    def name(self) -> str:
+        return self._db.name
+
+    def _now(self) -> int:
+        return int(self._clock())
+
+    async def _read(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        async with self._db.read() as conn:
+            return await fn(conn)
+
+    # mailboxes and quota
+
+    async def ensure_mailbox(self, guid: str, owner: str) -> bool:
+        """Create the mailbox with its default folders unless it exists; True if created."""
+        created = await self._db.write(lambda c: folders.ensure_mailbox(c, guid, owner, self._now()))
+        if created:
+            self._hub.publish([Change(guid, None, "folders")])
+        return created
+
+    async def set_quota(self, guid: str, quota_bytes: int | None) -> None:
+        """Record the mailbox's ProhibitSendReceiveQuota (used by APPEND and COPY)."""
+        if not await self._db.write(lambda c: quota.set_quota(c, guid, quota_bytes)):
+            raise NoSuchMailbox("no such mailbox", f"mailbox {guid} is not in this database")
+
+    async def mailbox_usage(self, guid: str) -> tuple[int, int]:
+        """(bytes, messages) of the whole mailbox."""
+        found = await self._read(lambda c: quota.usage(c, guid))
+        if found is None:
+            raise NoSuchMailbox("no such mailbox", f"mailbox {guid} is not in this database")
+        return found
+
+    # delivery and APPEND
+
+    def _placement(self, req: DeliveryRequest) -> Placement:
+        return Placement(
+            guid=req.guid,
+            folder=req.folder,
+            blob=req.blob,
+            internaldate=to_epoch(req.internaldate),
+            flags=req.flags & ALL_SYSTEM,
+            keywords=join_keywords(normalize_keywords(req.keywords)),
+            delivery_key=req.delivery_key,
+            limit=req.prohibit_send_receive_quota,
+            record_limit=True,
+            owner=req.owner,
+        )
+
+    def _announce_placed(self, guids: Sequence[str], placed: Sequence[Placed]) -> None:
+        new: dict[tuple[str, int], list[Placed]] = defaultdict(list)
+        for guid, result in zip(guids, placed, strict=True):
+            if result.status == "delivered" and result.folder_id is not None:
+                new[(guid, result.folder_id)].append(result)
+        self._hub.publish(
+            Change(
+                guid,
+                folder_id,
+                "messages",
+                max(p.modseq or 0 for p in group),
+                tuple(p.uid or 0 for p in group),
+            )
+            for (guid, folder_id), group in new.items()
+        )
+
+    async def deliver(self, req: DeliveryRequest) -> DeliveryResult:
+        """Local delivery of one message; coalesced with concurrent ones into one transaction."""
+        placed = await self._deliveries.submit(self._placement(req))
+        self._announce_placed([req.guid], [placed])
+        return _result(placed)
+
+    async def deliver_many(self, reqs: Sequence[DeliveryRequest]) -> list[DeliveryResult]:
+        """Several deliveries in one transaction; results in the same order."""
+        placed = await self._deliveries.place_now([self._placement(r) for r in reqs])
+        self._announce_placed([r.guid for r in reqs], placed)
+        return [_result(p) for p in placed]
+
+    async def append(
+        self,
+        guid: str,
+        folder_name: str,
+        data: bytes | BlobRef,
+        flags: int = 0,
+        keywords: Sequence[str] = (),
+        internaldate: datetime | None = None,
+    ) -> tuple[int, int]:
+        """IMAP APPEND (RFC 9051 §6.3.12); returns (UIDVALIDITY, UID) for APPENDUID (RFC 4315 §3)."""
+        name = normalize_name(folder_name)
+        blob = data if isinstance(data, BlobRef) else await self.blobs.put(data)
+        item = Placement(
+            guid=guid,
+            folder=name,
+            blob=blob,
+            internaldate=self._now() if internaldate is None else to_epoch(internaldate),
+            flags=flags & ALL_SYSTEM,
+            keywords=join_keywords(normalize_keywords(keywords)),
+            delivery_key=None,
+            limit="stored",
+            record_limit=False,
+        )
+        (placed,) = await self._deliveries.place_now([item])
+        if placed.status is None:
+            raise NoSuchMailbox("no such mailbox", f"mailbox {guid} is not in this database")
+        if placed.status == "no_such_folder":
+            raise NoSuchFolder("mailbox does not exist", f"folder {name!r} not in mailbox {guid}")
+        if placed.status == "quota_exceeded":
+            raise OverQuota("quota exceeded")
+        self._announce_placed([guid], [placed])
+        assert placed.uidvalidity is not None and placed.uid is not None
+        return placed.uidvalidity, placed.uid
+
+    # folders
+
+    async def list_folders(self, guid: str) -> list[FolderInfo]:
+        return await self._read(lambda c: folders.list_folders(c, guid))
+
+    async def list_subscriptions(self, guid: str) -> list[str]:
+        """Subscribed names, including names with no folder (LSUB, LIST (SUBSCRIBED))."""
+        return await self._read(lambda c: folders.list_subscriptions(c, guid))
+
+    async def get_folder(self, guid: str, name: str) -> FolderInfo | None:
+        """The folder by name (INBOX case-insensitive); None if there is none or the name is invalid."""
+        try:
+            where = folders.by_name(guid, name)
+        except InvalidFolderName:
+            return None
+        return await self._read(lambda c: folders.folder_info(c, where))
+
+    async def get_folder_by_id(self, folder_id: int) -> FolderInfo | None:
+        return await self._read(lambda c: folders.folder_info(c, by_id(folder_id)))
+
+    async def create_folder(self, guid: str, name: str, special_use: str | None = None) -> FolderInfo:
+        """CREATE, with missing parents (RFC 3501 §6.3.3) and CREATE-SPECIAL-USE (RFC 6154 §3)."""
+        folder_id = await self._db.write(
+            lambda c: folders.create_folder(c, guid, name, special_use, self._now())
+        )
+        self._hub.publish([Change(guid, None, "folders")])
+        info = await self.get_folder_by_id(folder_id)
+        if info is None:  # removed by another process in the meantime
+            raise NoSuchFolder("mailbox does not exist", f"folder id {folder_id} vanished after CREATE")
+        return info
+
+    async def delete_folder(self, guid: str, name: str) -> None:
+        await self._db.write(lambda c: tree.delete_folder(c, guid, name))
+        self._hub.publish([Change(guid, None, "folders")])
+
+    async def rename_folder(self, guid: str, old: str, new: str) -> None:
+        await self._db.write(lambda c: tree.rename_folder(c, guid, old, new, self._now()))
+        self._hub.publish([Change(guid, None, "folders")])
+
+    async def subscribe(self, guid: str, name: str, on: bool = True) -> bool:
+        """SUBSCRIBE (on) or UNSUBSCRIBE; True if the subscription list changed."""
+        changed = await self._db.write(lambda c: folders.subscribe(c, guid, name, on))
+        if changed:
+            self._hub.publish([Change(guid, None, "folders")])
+        return changed
+
+    # messages: reads
+
+    async def snapshot(self, folder_id: int) -> FolderSnapshot:
+        return await self._read(lambda c: query.snapshot(c, folder_id))
+
+    async def changes_since(self, folder_id: int, modseq: int) -> Changes:
+        return await self._read(lambda c: query.changes_since(c, folder_id, modseq))
+
+    async def message_meta(self, folder_id: int, uids: Sequence[int]) -> list[MessageMeta]:
+        return await self._read(lambda c: query.message_meta(c, folder_id, uids))
+
+    async def read_message(self, digest: str) -> bytes:
+        return await self.blobs.get(digest)
+
+    async def search(self, folder_id: int, where: criteria.Criterion) -> list[int]:
+        return await self._read(lambda c: query.search(c, folder_id, where))
+
+    # messages: changes
+
+    async def store_flags(
+        self,
+        folder_id: int,
+        uids: Sequence[int],
+        mode: StoreMode,
+        flags: int,
+        keywords: Sequence[str] = (),
+        unchanged_since: int | None = None,
+    ) -> StoreResult:
+        """STORE / UID STORE; with `unchanged_since`, the CONDSTORE form (RFC 7162 §3.1.3)."""
+        if mode not in ("add", "remove", "replace"):
+            raise ValueError(f"unknown store mode {mode!r}")
+        wanted = normalize_keywords(keywords)
+        guid, result = await self._db.write(
+            lambda c: messages.store_flags(
+                c, folder_id, uids, mode, flags & ALL_SYSTEM, wanted, unchanged_since
+            )
+        )
+        if result.updated:
+            touched = tuple(update[0] for update in result.updated)
+            self._hub.publish([Change(guid, folder_id, "flags", result.updated[-1][3], touched)])
+        return result
+
+    def _announce_removal(self, removal: expunge.Removal) -> None:
+        if removal.uids:
+            self._hub.publish(
+                [Change(removal.guid, removal.folder_id, "expunge", removal.modseq, tuple(removal.uids))]
+            )
+
+    async def expunge(self, folder_id: int, uids: Sequence[int] | None = None) -> list[int]:
+        """EXPUNGE, or UID EXPUNGE with `uids`: removes messages flagged \\Deleted; returns their UIDs."""
+        removal = await self._db.write(lambda c: expunge.expunge(c, folder_id, uids))
+        self._announce_removal(removal)
+        return removal.uids
+
+    async def _copy(self, source: int, uids: Sequence[int], target: int, move: bool) -> CopyResult:
+        guid, result, removal = await self._db.write(
+            lambda c: messages.copy(c, source, uids, target, self._now(), move=move)
+        )
+        if result.mapping:
+            new = tuple(dest for _, dest in result.mapping)
+            self._hub.publish([Change(guid, target, "messages", None, new)])
+        if removal is not None:
+            self._announce_removal(removal)
+        return result
+
+    async def copy(self, source: int, uids: Sequence[int], target: int) -> CopyResult:
+        """COPY (RFC 9051 §6.4.7): flags and internal dates kept, blobs shared; COPYUID mapping."""
+        return await self._copy(source, uids, target, move=False)
+
+    async def move(self, source: int, uids: Sequence[int], target: int) -> CopyResult:
+        """MOVE (RFC 6851): copy and expunge in one transaction."""
+        return await self._copy(source, uids, target, move=True)
+
+    async def set_cache(
+        self,
+        digest: str,
+        *,
+        envelope: str | None = None,
+        bodystructure: str | None = None,
+        headers: str | None = None,
+        text: str | None = None,
+    ) -> None:
+        """Keep the IMAP engine's analysis of these bytes so each message is parsed once."""
+        await self.set_cache_many([CacheEntry(digest, envelope, bodystructure, headers, text)])
+
+    async def set_cache_many(self, entries: Sequence[CacheEntry]) -> None:
+        rows = [
+            {
+                "digest": e.digest,
+                "envelope": e.envelope,
+                "bodystructure": e.bodystructure,
+                "headers": e.headers,
+                "text": e.text,
+            }
+            for e in entries
+        ]
+        if rows:
+            await self._db.write(lambda c: messages.set_cache(c, rows, self._now()))
+
+    # POP3
+
+    async def pop_maildrop(self, guid: str) -> list[MaildropEntry]:
+        return await self._read(lambda c: pop.maildrop(c, guid))
+
+    async def pop_delete(self, guid: str, keys: Sequence[str]) -> None:
+        """Remove the maildrop entries with these UIDL keys (POP3 UPDATE state)."""
+        removal = await self._db.write(lambda c: pop.delete(c, guid, keys))
+        self._announce_removal(removal)
+
+    # notifications
+
+    def subscribe_changes(self, guid: str, folder_id: int | None, target: Target) -> Subscription:
+        """Hear of committed changes to the mailbox (or one folder) in this process; close() to stop."""
+        return self._hub.subscribe(guid, folder_id, target)
+
+    async def change_counter(self, guid: str, folder_id: int | None = None) -> int | None:
+        """The folder's HIGHESTMODSEQ, or the mailbox's change counter; None if it does not exist."""
+        return await self._read(lambda c: query.change_counter(c, guid, folder_id))
+
+    async def wait_for_change(
+        self, guid: str, folder_id: int | None, timeout: float, *, since: int | None = None
+    ) -> bool:
+        """Wait for a change (IDLE): in-process events, else polling the change counter.
+
+        `since` is the counter value the caller has seen (a HIGHESTMODSEQ for a folder); by
+        default, the value when the call starts. Returns False on timeout.
+        """
+
+        def counter() -> Awaitable[int | None]:
+            return self.change_counter(guid, folder_id)
+
+        return await wait_for_change(self._hub, guid, folder_id, timeout, counter, since, self._poll_interval)
+
+    # maintenance
+
+    async def digests_in_use(self) -> set[str]:
+        return await self._read(query.digests_in_use)
+
+    async def prune_delivery_keys(self, older_than: datetime) -> int:
+        """Forget exactly-once delivery keys older than the transport's longest retry."""
+        cutoff = to_epoch(older_than)
+        return await self._db.write(lambda c: messages.prune_delivery_keys(c, cutoff))
+
+
+def _result(placed: Placed) -> DeliveryResult:
+    assert placed.status is not None  # deliveries create missing mailboxes
+    return DeliveryResult(placed.status, placed.folder_id, placed.uid, placed.modseq)
