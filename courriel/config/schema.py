@@ -34,7 +34,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("server", "listen", list, ["0.0.0.0"], "Local addresses every service binds (connector bindings may narrow them)"),
     Setting("server", "port_offset", int, 0, "Added to every port (10000 → 10025, 10587 …) to run without root", 0, 60000),
     Setting("server", "data_dir", str, "data", "Queue, blobs, mailbox databases, logs; relative to the config file"),
-    Setting("server", "workers", int, 1, "SMTP receive worker processes sharing the listening sockets", 1, 64),
+    Setting("server", "workers", int, 0, "Worker processes sharing the listening sockets; 0 = one per CPU core", 0, 64),
     Setting("directory", "url", str, "sqlite:///directory.db", "Organization directory: sqlite:///path (relative to data_dir) or postgresql://…"),
     Setting("tls", "certificate", str, "tls/server.crt", "PEM certificate; a self-signed one is made on first start if missing"),
     Setting("tls", "key", str, "tls/server.key", "PEM private key"),

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from courriel.core.errors import CourrielError
 from courriel.mailbox.schema import COMPONENT, STEPS
-from courriel.storage.engine import dispose, is_sqlite, open_engine, open_reader
+from courriel.storage.engine import is_sqlite, open_engine, open_reader
 from courriel.storage.groupcommit import GroupCommitter
 from courriel.storage.migrations import migrate
 
@@ -33,16 +33,16 @@ class Database:
         self.name = name
         self.engine = engine
         self.reader = reader
-        self.committer = GroupCommitter(engine, name=f"mailbox-{name}")
+        # The writer runs on a loop of its own: deliveries are not slowed by the server's sessions.
+        self.committer = GroupCommitter(engine, name=f"mailbox-{name}", own_loop=True)
 
     @classmethod
     async def open(cls, name: str, url: str, base_dir: Path | None) -> Database:
         engine = open_engine(url, base_dir)
         try:
             await migrate(engine, COMPONENT, STEPS)
-        except BaseException:
-            await engine.dispose()
-            raise
+        finally:
+            await engine.dispose()  # a fresh pool for the writer's own loop
         return cls(name, engine, open_reader(engine, url, base_dir, pool_size=READ_POOL_SIZE))
 
     @property
@@ -79,5 +79,5 @@ class Database:
             yield conn
 
     async def close(self) -> None:
-        await self.committer.close()
-        await dispose(self.engine, self.reader)
+        await self.committer.close()  # disposes the writer engine on its own loop
+        await self.reader.dispose()

@@ -6,17 +6,20 @@ databases in step with the directory (a database mounted here later is opened wh
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable
 
 from courriel.config.schema import ServerConfig
+from courriel.dns import NextHopResolver
 from courriel.mailbox.errors import NoSuchMailbox
 from courriel.mailbox.store import MailboxDatabase
 from courriel.org.cache import DirectoryCache
-from courriel.org.model import Recipient
+from courriel.org.model import LoggingLevel, Recipient
 from courriel.storage.blobs import BlobStore
 from courriel.transport.deliver.local import LocalDelivery
+from courriel.transport.deliver.smtp import SmtpDelivery
+from courriel.transport.protocol_log import ProtocolLog
 from courriel.transport.queue.inspect import queue_path
 from courriel.transport.queue.store import QueueStore
 from courriel.transport.service import TransportService
@@ -27,24 +30,39 @@ USAGE_TTL = 2.0  # seconds a mailbox's size is trusted for RCPT-time quota check
 
 
 class MailboxRole:
-    def __init__(self, config: ServerConfig, cache: DirectoryCache) -> None:
+    def __init__(self, config: ServerConfig, cache: DirectoryCache, worker: int = 0) -> None:
         self.config = config
+        self.worker = worker
         self.cache = cache
         self.blobs = BlobStore(config.data_dir / "blobs")
         self.tracking = TrackingLog(config.data_dir / "logs" / "tracking", config.name)
         self.databases: dict[str, MailboxDatabase] = {}
         self._usage: dict[str, tuple[float, int]] = {}
+        self._refreshing: dict[str, asyncio.Task[int]] = {}
         self.queue: QueueStore
         self.transport: TransportService
 
     async def start(self) -> None:
-        self.queue = await QueueStore.open(queue_path(self.config))
+        self.queue = await QueueStore.open(queue_path(self.config, self.worker))
         await self.sync_databases()
         local = LocalDelivery(
             databases=self.databases.get,
             queue=self.queue,
             tracking=self.tracking,
             directory=lambda: self.cache.snapshot,
+        )
+        cfg = self.config
+        smtp = SmtpDelivery(
+            queue=self.queue,
+            blobs=self.blobs,
+            tracking=self.tracking,
+            connectors=lambda: self.cache.snapshot.send_connectors(),
+            resolver=NextHopResolver(list(cfg.dns_nameservers) or None, timeout=cfg.dns_timeout),
+            fqdn=cfg.fqdn,
+            transport_config=lambda: self.cache.snapshot.transport_config,
+            protocol_log=ProtocolLog(
+                cfg.data_dir / "logs" / "protocol" / "smtp-send", self._send_logging_enabled, prefix="SEND"
+            ),
         )
         self.transport = TransportService(
             server=self.config.name,
@@ -55,8 +73,15 @@ class MailboxRole:
             transport_config=lambda: self.cache.snapshot.transport_config,
             tracking=self.tracking,
             local=local,
+            smtp=smtp,
         )
         await self.transport.start()
+
+    def _send_logging_enabled(self, connector: str) -> bool:
+        return any(
+            c.name == connector and c.protocol_logging_level is LoggingLevel.VERBOSE
+            for c in self.cache.snapshot.send_connectors()
+        )
 
     async def sync_databases(self) -> None:
         """Open the databases mounted on this server; close those moved away or dismounted."""
@@ -75,21 +100,35 @@ class MailboxRole:
                 log.info("mailbox database %s mounted", name)
 
     async def mailbox_full(self, recipient: Recipient) -> bool:
-        """ProhibitSendReceiveQuota reached? (the mailbox's own quota, else its database's)."""
+        """ProhibitSendReceiveQuota reached? (the mailbox's own quota, else its database's).
+
+        RCPT must not wait on the mailbox database: a known size answers at once and a stale one
+        is refreshed in the background (one query per mailbox at a time). The delivery itself
+        checks the quota again in the same statement that stores the message.
+        """
         db = self.databases.get(recipient.database or "")
         info = self.cache.snapshot.database(recipient.database or "")
         quota = recipient.prohibit_send_receive_quota or (info.prohibit_send_receive_quota if info else None)
         if db is None or quota is None or recipient.guid is None:
             return False
-        now = time.monotonic()
         cached = self._usage.get(recipient.guid)
-        if cached is None or now - cached[0] > USAGE_TTL:
-            try:
-                size, _count = await db.mailbox_usage(recipient.guid)
-            except NoSuchMailbox:
-                size = 0  # never received mail yet: the store creates it on first delivery
-            cached = self._usage[recipient.guid] = (now, size)
-        return cached[1] >= quota
+        if cached is None:
+            size = await self._refresh_usage(db, recipient.guid)
+        else:
+            size = cached[1]
+            if time.monotonic() - cached[0] > USAGE_TTL and recipient.guid not in self._refreshing:
+                task = asyncio.create_task(self._refresh_usage(db, recipient.guid))
+                self._refreshing[recipient.guid] = task
+                task.add_done_callback(lambda _t, g=recipient.guid: self._refreshing.pop(g, None))
+        return size >= quota
+
+    async def _refresh_usage(self, db: MailboxDatabase, guid: str) -> int:
+        try:
+            size, _count = await db.mailbox_usage(guid)
+        except NoSuchMailbox:
+            size = 0  # never received mail yet: the store creates it on first delivery
+        self._usage[guid] = (time.monotonic(), size)
+        return size
 
     async def stop(self) -> None:
         await self.transport.stop()

@@ -3,6 +3,9 @@
 One listener per distinct binding (address, port + the server's port_offset). Each new connection
 picks its connector by the client's address (most specific RemoteIPRanges), so `courriel
 receive-connector set` applies to the next connection; binding changes open and close listeners.
+A listener's own settings follow its connectors at each directory change: the timeouts (the most
+generous of the binding's connectors, so that no connector's clients are cut early) and implicit
+TLS (RFC 8314 §3; a change of it reopens the listener).
 """
 
 from __future__ import annotations
@@ -13,11 +16,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from courriel.core.replies import Reply
+from courriel.org.ipranges import Binding, parse_binding
 from courriel.org.model import AuthMechanism, LoggingLevel, PermissionGroup, ReceiveConnector
 from courriel.proto.smtp import SessionInfo, SessionSettings
 from courriel.services.smtp_server import SmtpListener
 from courriel.transport.protocol_log import ProtocolLog
-from courriel.org.ipranges import Binding, parse_binding
 from courriel.transport.receive.connectors import offers_basic_auth, select_connector
 from courriel.transport.receive.policy import ReceiveContext, ReceivePolicy
 
@@ -63,6 +66,7 @@ class SmtpListeners:
         context: ReceiveContext,
         tls: ssl.SSLContext | None,
         log_dir: Path,
+        reuse_port: bool = False,
     ) -> None:
         self.server = server
         self.fqdn = fqdn
@@ -72,14 +76,30 @@ class SmtpListeners:
         self.tls = tls
         self.protocol_log = ProtocolLog(log_dir, self._logging_enabled)
         self.listeners: dict[Binding, SmtpListener] = {}
+        self.reuse_port = reuse_port  # several worker processes share each port
 
     def _logging_enabled(self, connector: str) -> bool:
         return any(c.name == connector and c.protocol_logging_level is LoggingLevel.VERBOSE for c in self.connectors())
 
-    def _bindings(self) -> set[Binding]:
-        return {parse_binding(b) for c in self.connectors() if c.enabled for b in c.bindings}
+    def _bindings(self) -> dict[Binding, list[ReceiveConnector]]:
+        """Each binding an enabled connector uses, with those connectors."""
+        out: dict[Binding, list[ReceiveConnector]] = {}
+        for c in self.connectors():
+            if c.enabled:
+                for b in {parse_binding(text) for text in c.bindings}:
+                    out.setdefault(b, []).append(c)
+        return out
 
-    def _listener(self, binding: Binding) -> SmtpListener:
+    def _implicit_tls(self, connectors: list[ReceiveConnector]) -> bool:
+        return self.tls is not None and any(c.implicit_tls for c in connectors)
+
+    @staticmethod
+    def _apply_timeouts(listener: SmtpListener, connectors: list[ReceiveConnector]) -> None:
+        """ConnectionInactivityTimeout and ConnectionTimeout; read by the next wait or session."""
+        listener.idle_timeout = max(c.connection_inactivity_timeout for c in connectors)
+        listener.connection_timeout = max(c.connection_timeout for c in connectors)
+
+    def _listener(self, binding: Binding, implicit_tls: bool) -> SmtpListener:
         chosen: dict[str, ReceiveConnector] = {}
 
         def settings_factory(peer: tuple[str, int]) -> SessionSettings:
@@ -95,20 +115,26 @@ class SmtpListeners:
                 return RefusingPolicy(self.context, _nobody(self.server))
             return ReceivePolicy(self.context, connector)
 
-        return SmtpListener(settings_factory, policy_factory, self.tls, protocol_log=self.protocol_log.write)
+        return SmtpListener(
+            settings_factory, policy_factory, self.tls, implicit_tls=implicit_tls, protocol_log=self.protocol_log.write
+        )
 
     async def reconcile(self) -> list[Binding]:
         """Open listeners for new bindings, close those no connector uses; returns the bound ones."""
         wanted = self._bindings()
-        for binding in list(self.listeners):
-            if binding not in wanted:
+        for binding, listener in list(self.listeners.items()):
+            connectors = wanted.get(binding)
+            if connectors is None or listener.implicit_tls != self._implicit_tls(connectors):
                 await self.listeners.pop(binding).stop()
                 log.info("stopped listening on %s", binding)
-        for binding in sorted(wanted - set(self.listeners), key=str):
-            listener = self._listener(binding)
+            else:
+                self._apply_timeouts(listener, connectors)
+        for binding in sorted(set(wanted) - set(self.listeners), key=str):
+            listener = self._listener(binding, self._implicit_tls(wanted[binding]))
+            self._apply_timeouts(listener, wanted[binding])
             host, port = str(binding.address), binding.port
             try:
-                await listener.start(host, port + self.port_offset)
+                await listener.start(host, port + self.port_offset, reuse_port=self.reuse_port)
             except OSError as exc:
                 log.error("cannot listen on %s:%d: %s", host, port + self.port_offset, exc)
                 continue

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,12 +22,16 @@ class BlobRef:
     size: int
 
 
+IO_THREADS = 16  # concurrent messages' fsyncs overlap instead of queueing behind each other
+
+
 class BlobStore:
     """Blobs under `root/ab/cd/abcd…`; safe for several processes (rename is atomic)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         (root / "tmp").mkdir(parents=True, exist_ok=True)
+        self._io = ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="blobs")
 
     def path(self, digest: str) -> Path:
         return self.root / digest[:2] / digest[2:4] / digest
@@ -59,13 +64,13 @@ class BlobStore:
 
     async def put(self, data: bytes) -> BlobRef:
         """Store bytes durably (in a thread: fsync must not block the event loop)."""
-        return await asyncio.to_thread(self.put_sync, data)
+        return await asyncio.get_running_loop().run_in_executor(self._io, self.put_sync, data)
 
     def get_sync(self, digest: str) -> bytes:
         return self.path(digest).read_bytes()
 
     async def get(self, digest: str) -> bytes:
-        return await asyncio.to_thread(self.get_sync, digest)
+        return await asyncio.get_running_loop().run_in_executor(self._io, self.get_sync, digest)
 
     def exists(self, digest: str) -> bool:
         return self.path(digest).exists()

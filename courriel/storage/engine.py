@@ -15,8 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -72,7 +72,14 @@ def open_reader(
 ) -> AsyncEngine:
     """A read-only engine beside `engine` (the writer) on the same database; dispose both."""
     if not is_sqlite(engine):
-        return engine.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+        # A pool of its own: the writer's may live on another event loop (GroupCommitter own_loop).
+        return create_async_engine(
+            async_url(url, base_dir),
+            pool_size=pool_size,
+            max_overflow=pool_size * 2,
+            pool_pre_ping=True,
+            isolation_level="REPEATABLE READ",
+        )
     reader = create_async_engine(async_url(url, base_dir), pool_size=pool_size)
     event.listen(reader.sync_engine, "connect", _reader_pragmas)
     event.listen(reader.sync_engine, "begin", _reader_begin)
@@ -80,8 +87,8 @@ def open_reader(
 
 
 async def dispose(engine: AsyncEngine, reader: AsyncEngine) -> None:
-    """Close a writer and its reader (on PostgreSQL the reader shares the writer's pool)."""
-    if reader is not engine and is_sqlite(engine):
+    """Close a writer and its reader."""
+    if reader is not engine:
         await reader.dispose()
     await engine.dispose()
 
@@ -97,6 +104,15 @@ def open_engine(url: str, base_dir: Path | None = None, *, pool_size: int = 5) -
     return create_async_engine(
         full, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True, pool_recycle=3600
     )
+
+
+def open_sync_sqlite(path: Path) -> Engine:
+    """A synchronous engine on a local SQLite file, for a `ThreadedGroupCommitter`'s writer thread."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(f"sqlite:///{path}", pool_size=1, max_overflow=0)
+    event.listen(engine, "connect", _sqlite_pragmas)
+    event.listen(engine, "begin", _sqlite_begin)
+    return engine
 
 
 def database_name(url: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -18,8 +19,14 @@ from courriel.transport.queue.schema import ACTIVE, messages, recipients
 from courriel.transport.queue.store import QueueStore
 
 
-def queue_path(config: ServerConfig) -> Any:
-    return config.data_dir / "queue" / "queue.db"
+def queue_path(config: ServerConfig, worker: int = 0) -> Path:
+    """Each worker process of a server has its own queue file (worker 0: queue.db)."""
+    return config.data_dir / "queue" / ("queue.db" if worker == 0 else f"queue-{worker}.db")
+
+
+def queue_paths(config: ServerConfig) -> list[Path]:
+    """Every queue file of the server, whatever its number of workers now."""
+    return sorted((config.data_dir / "queue").glob("queue*.db"))
 
 
 def queue_name(next_hop: str) -> str:
@@ -35,7 +42,14 @@ def _when(ts: float) -> str | None:
 
 
 async def _rows(config: ServerConfig) -> list[Any]:
-    store = await QueueStore.open(queue_path(config))
+    rows: list[Any] = []
+    for path in queue_paths(config):
+        rows += await _file_rows(path)
+    return rows
+
+
+async def _file_rows(path: Path) -> list[Any]:
+    store = await QueueStore.open(path)
     try:
         query = (
             select(recipients, messages.c.sender, messages.c.size, messages.c.message_id, messages.c.subject,
@@ -44,7 +58,7 @@ async def _rows(config: ServerConfig) -> list[Any]:
             .where(recipients.c.status.in_(ACTIVE))
             .order_by(recipients.c.message, recipients.c.id)
         )
-        async with store.engine.connect() as conn:
+        async with store.reader.connect() as conn:
             return list((await conn.execute(query)).mappings().all())
     finally:
         await store.close()

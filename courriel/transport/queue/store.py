@@ -1,7 +1,8 @@
 """Durable queue operations: commit a received message, claim due recipients, record results.
 
 Every write goes through one group committer, so concurrent SMTP sessions share one flush and
-SQLite has a single writer. A message row is removed in the same transaction that records the
+SQLite has a single writer; the queue is always a local SQLite file, so its writer is a thread that
+runs a whole batch per hop (storage/groupcommit.py, ThreadedGroupCommitter). A message row is removed in the same transaction that records the
 final result of its last active recipient.
 
 Delivery status notifications are committed in the same transaction as the results that call
@@ -18,11 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import and_, delete, func, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import and_, bindparam, delete, func, select, update
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from courriel.storage.engine import open_engine
-from courriel.storage.groupcommit import GroupCommitter
+from courriel.storage.engine import open_engine, open_reader, open_sync_sqlite
+from courriel.storage.groupcommit import ThreadedGroupCommitter
 from courriel.storage.migrations import migrate
 from courriel.transport.queue.schema import ACTIVE, MIGRATIONS, messages, recipients
 
@@ -110,21 +112,27 @@ def _message_row(msg: QueuedMessage) -> dict[str, Any]:
 
 
 class QueueStore:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-        self.committer = GroupCommitter(engine, name="queue")
+    def __init__(self, writer: Engine, reader: AsyncEngine) -> None:
+        self.reader = reader  # reads never queue behind the writer
+        self.committer = ThreadedGroupCommitter(writer, name="queue")
         self.reporter: Reporter | None = None  # set by the transport service
 
     @classmethod
     async def open(cls, path: Path) -> QueueStore:
         path.parent.mkdir(parents=True, exist_ok=True)
-        engine = open_engine(f"sqlite:///{path}")
-        await migrate(engine, "queue", MIGRATIONS)
-        return cls(engine)
+        url = f"sqlite:///{path}"
+        engine = open_engine(url)
+        try:
+            await migrate(engine, "queue", MIGRATIONS)
+            reader = open_reader(engine, url)
+        finally:
+            await engine.dispose()  # from here on, writes go through the writer thread's own engine
+        return cls(open_sync_sqlite(path), reader)
 
     async def close(self) -> None:
         await self.committer.close()
-        await self.engine.dispose()
+        self.committer.engine.dispose()
+        await self.reader.dispose()
 
     async def commit(self, msg: QueuedMessage) -> None:
         """Make a received message durable (group-committed); recipient ids are filled in."""
@@ -133,10 +141,10 @@ class QueueStore:
     async def commit_with_reports(self, msg: QueuedMessage, reports: Reports) -> None:
         """Commit a received message and the DSNs its categorization produced, atomically."""
 
-        async def work(conn: AsyncConnection) -> None:
-            await _insert(conn, msg)
+        def work(conn: Connection) -> None:
+            _insert(conn, msg)
             for report in reports.messages:
-                await _insert(conn, report)
+                _insert(conn, report)
 
         await self.committer.submit(work)
 
@@ -152,33 +160,32 @@ class QueueStore:
     async def record_with_reports(self, results: Sequence[RecipientResult], reports: Reports) -> list[str]:
         """Record results, commit the DSNs they call for and mark delay notices, in one transaction."""
 
-        async def work(conn: AsyncConnection) -> list[str]:
-            now = time.time()
+        def work(conn: Connection) -> list[str]:
             touched: set[str] = set()
-            for res in results:
-                row = (
-                    await conn.execute(
-                        update(recipients)
-                        .where(recipients.c.id == res.id)
-                        .values(
-                            status=res.status,
-                            last_error=res.error,
-                            next_attempt=res.next_attempt,
-                            attempts=recipients.c.attempts + 1,
-                            updated_at=now,
-                        )
-                        .returning(recipients.c.message)
-                    )
-                ).first()
-                if row is not None:
-                    touched.add(row[0])
+            if results:
+                # One executemany and one select, whatever the batch size: each statement is a
+                # round trip to the database thread, and a group commit holds many results.
+                conn.execute(
+                    update(recipients)
+                    .where(recipients.c.id == bindparam("rid"))
+                    .values(
+                        status=bindparam("new_status"),
+                        last_error=bindparam("error"),
+                        next_attempt=bindparam("when"),
+                        attempts=recipients.c.attempts + 1,
+                        updated_at=time.time(),
+                    ),
+                    [{"rid": r.id, "new_status": r.status, "error": r.error, "when": r.next_attempt} for r in results],
+                )
+                ids = [r.id for r in results]
+                touched.update((conn.execute(select(recipients.c.message).where(recipients.c.id.in_(ids)))).scalars())
             if reports.delay_notified:
-                await conn.execute(
+                conn.execute(
                     update(recipients).where(recipients.c.id.in_(reports.delay_notified)).values(delay_notified=True)
                 )
             for report in reports.messages:
-                await _insert(conn, report)
-            return await _remove_finished(conn, touched)
+                _insert(conn, report)
+            return _remove_finished(conn, touched)
 
         return await self.committer.submit(work)
 
@@ -187,7 +194,7 @@ class QueueStore:
         if not ids:
             return []
         query = select(recipients, messages).join(messages, messages.c.id == recipients.c.message)
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             rows = (await conn.execute(query.where(recipients.c.id.in_(list(ids))))).mappings().all()
         return _pairs(rows)
 
@@ -201,46 +208,46 @@ class QueueStore:
             .order_by(recipients.c.next_attempt, recipients.c.id)
             .limit(limit)
         )
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             rows = (await conn.execute(query)).mappings().all()
         return _pairs(rows)
 
     async def reroute(self, changes: Sequence[tuple[int, dict[str, Any]]]) -> None:
         """Change recipients' next hop or schedule (an unreachable recipient that now has a route)."""
 
-        async def work(conn: AsyncConnection) -> None:
+        def work(conn: Connection) -> None:
             now = time.time()
             for rid, values in changes:
-                await conn.execute(update(recipients).where(recipients.c.id == rid).values(updated_at=now, **values))
+                conn.execute(update(recipients).where(recipients.c.id == rid).values(updated_at=now, **values))
 
         await self.committer.submit(work)
 
     async def set_status(self, where: Any, status: str, *, next_attempt: float | None = None) -> int:
         """Admin changes (suspend, resume, retry now) on recipients matching `where`."""
 
-        async def work(conn: AsyncConnection) -> int:
+        def work(conn: Connection) -> int:
             values: dict[str, Any] = {"status": status, "updated_at": time.time()}
             if next_attempt is not None:
                 values["next_attempt"] = next_attempt
-            result = await conn.execute(update(recipients).where(where).values(**values))
+            result = conn.execute(update(recipients).where(where).values(**values))
             return int(result.rowcount or 0)
 
         return await self.committer.submit(work)
 
     async def active_counts(self) -> dict[str, int]:
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             rows = await conn.execute(
                 select(recipients.c.status, func.count()).group_by(recipients.c.status)
             )
             return {status: int(count) for status, count in rows}
 
 
-async def _insert(conn: AsyncConnection, msg: QueuedMessage) -> None:
+def _insert(conn: Connection, msg: QueuedMessage) -> None:
     """Insert a message and its recipients (ids filled in); a message with none active is not kept."""
-    await conn.execute(messages.insert().values(_message_row(msg)))
+    conn.execute(messages.insert().values(_message_row(msg)))
     now = time.time()
     for rcpt in msg.recipients:
-        result = await conn.execute(
+        result = conn.execute(
             recipients.insert().values(
                 message=msg.id,
                 address=rcpt.address,
@@ -257,9 +264,11 @@ async def _insert(conn: AsyncConnection, msg: QueuedMessage) -> None:
                 updated_at=now,
             )
         )
-        rcpt.id = int(result.inserted_primary_key[0])
+        key = result.inserted_primary_key
+        assert key is not None
+        rcpt.id = int(key[0])
     if not any(r.status in ACTIVE for r in msg.recipients):
-        await conn.execute(delete(messages).where(messages.c.id == msg.id))
+        conn.execute(delete(messages).where(messages.c.id == msg.id))
 
 
 def _pairs(rows: Sequence[Any]) -> list[tuple[QueuedMessage, QueuedRecipient]]:
@@ -273,20 +282,23 @@ def _pairs(rows: Sequence[Any]) -> list[tuple[QueuedMessage, QueuedRecipient]]:
     return out
 
 
-async def _remove_finished(conn: AsyncConnection, ids: Iterable[str]) -> list[str]:
-    finished = []
-    for mid in ids:
-        active = (
-            await conn.execute(
-                select(func.count())
-                .select_from(recipients)
-                .where(and_(recipients.c.message == mid, recipients.c.status.in_(ACTIVE)))
+def _remove_finished(conn: Connection, ids: Iterable[str]) -> list[str]:
+    candidates = list(ids)
+    if not candidates:
+        return []
+    still_active = set(
+        (
+            conn.execute(
+                select(recipients.c.message)
+                .where(and_(recipients.c.message.in_(candidates), recipients.c.status.in_(ACTIVE)))
+                .distinct()
             )
-        ).scalar_one()
-        if active == 0:
-            await conn.execute(delete(recipients).where(recipients.c.message == mid))
-            await conn.execute(delete(messages).where(messages.c.id == mid))
-            finished.append(mid)
+        ).scalars()
+    )
+    finished = [mid for mid in candidates if mid not in still_active]
+    if finished:
+        conn.execute(delete(recipients).where(recipients.c.message.in_(finished)))
+        conn.execute(delete(messages).where(messages.c.id.in_(finished)))
     return finished
 
 
