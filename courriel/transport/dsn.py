@@ -31,7 +31,13 @@ from email.header import Header
 from courriel.transport.receive.headers import header_facts
 
 ACTIONS = ("failed", "delayed", "delivered", "relayed", "expanded")  # RFC 3464 §2.3.3
-_NOTIFY_FOR = {"failed": "FAILURE", "delayed": "DELAY", "delivered": "SUCCESS", "relayed": "SUCCESS", "expanded": "SUCCESS"}
+_NOTIFY_FOR = {
+    "failed": "FAILURE",
+    "delayed": "DELAY",
+    "delivered": "SUCCESS",
+    "relayed": "SUCCESS",
+    "expanded": "SUCCESS",
+}
 DEFAULT_NOTIFY = frozenset({"FAILURE", "DELAY"})
 # Postfix returns 50 kB (bounce_size_limit); Exchange returns the message whole. A bounce carrying
 # a large attachment back is rarely wanted, so beyond this we return the header only.
@@ -229,7 +235,9 @@ def build_dsn(notice: Notice, *, now: float, message_id: str) -> bytes:
     utf8_header = not header.isascii()
 
     text = _readable(notice, subject)
-    text_body = email.quoprimime.body_encode(text.encode("utf-8").decode("latin-1"), eol="\r\n").encode("ascii")
+    text_body = email.quoprimime.body_encode(text.encode("utf-8").decode("latin-1"), eol="\r\n").encode(
+        "ascii"
+    )
     status = _status_fields(notice).encode("utf-8")
     full = first == "failed" and (notice.ret or "FULL").upper() == "FULL"
     if full and len(notice.original) <= MAX_RETURNED_CONTENT:

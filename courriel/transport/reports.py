@@ -179,7 +179,9 @@ class Reporter:
                 group = directory.recipient(address)
                 if group is None or group.kind is not RecipientKind.GROUP:
                     continue
-                notices.append(RecipientNotice(address, "expanded", original_recipient=envelope_rcpt.get("orcpt")))
+                notices.append(
+                    RecipientNotice(address, "expanded", original_recipient=envelope_rcpt.get("orcpt"))
+                )
                 for row in msg.recipients:
                     if row.original.lower() == address.lower():
                         kept = sorted(notify_values(row.notify) - {"SUCCESS"})

@@ -26,7 +26,9 @@ def retry_delay(attempts: int, config: TransportConfig) -> float:
     attempts = max(attempts, 1)
     quick = config.transient_failure_retry_count
     if attempts <= quick:
-        return float(min(config.transient_failure_retry_interval * 2 ** (attempts - 1), config.message_retry_interval))
+        return float(
+            min(config.transient_failure_retry_interval * 2 ** (attempts - 1), config.message_retry_interval)
+        )
     factor = min(2 ** (attempts - quick - 1), MAX_BACKOFF_FACTOR)
     return float(config.message_retry_interval * factor)
 

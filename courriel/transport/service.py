@@ -23,7 +23,12 @@ from courriel.transport.categorize.resolver import Categorized, Categorizer, Dir
 from courriel.transport.deliver.local import LocalDelivery
 from courriel.transport.deliver.smtp import SmtpDelivery
 from courriel.transport.queue.store import QueuedMessage, QueuedRecipient, QueueStore, RecipientResult
-from courriel.transport.receive.headers import header_facts, received_header, submission_headers, with_protocol
+from courriel.transport.receive.headers import (
+    header_facts,
+    received_header,
+    submission_headers,
+    with_protocol,
+)
 from courriel.transport.reports import Outcome, Reporter
 from courriel.transport.retry import expiry_error, is_expired
 from courriel.transport.route.nexthop import UNREACHABLE, external_hop

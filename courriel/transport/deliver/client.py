@@ -214,8 +214,10 @@ class SmtpClient:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.timeout):
-                upgraded = await loop.start_tls(stream.transport, stream, context, server_hostname=server_hostname)
-        except (OSError, ssl.SSLError, ssl.CertificateError, TimeoutError) as exc:
+                upgraded = await loop.start_tls(
+                    stream.transport, stream, context, server_hostname=server_hostname
+                )
+        except (OSError, ssl.SSLError, ssl.CertificateError, TimeoutError, ValueError) as exc:
             self.broken = True
             stream.transport.abort()
             raise ConnectionLost(f"{self.peer}: TLS handshake failed: {exc}") from exc
@@ -245,7 +247,9 @@ class SmtpClient:
 
     # -- transactions -----------------------------------------------------------------------
 
-    async def transaction(self, mail: str, rcpts: Sequence[str], payload: bytes, *, bdat: bool = False) -> Exchange:
+    async def transaction(
+        self, mail: str, rcpts: Sequence[str], payload: bytes, *, bdat: bool = False
+    ) -> Exchange:
         """One mail transaction; `payload` is dot-stuffed for DATA, raw for BDAT."""
         if self.capabilities.pipelining:
             batch = [mail, *rcpts] + ([] if bdat else ["DATA"])
@@ -278,7 +282,9 @@ class SmtpClient:
         if not accepted:
             return Exchange(mail_reply, rcpt_replies, None)
         header = f"BDAT {len(payload)} LAST"
-        return Exchange(mail_reply, rcpt_replies, await self._final(header.encode() + b"\r\n" + payload, header), True)
+        return Exchange(
+            mail_reply, rcpt_replies, await self._final(header.encode() + b"\r\n" + payload, header), True
+        )
 
     async def _final(self, payload: bytes, shown: str | None = None) -> Reply:
         """Send the content and read the reply that decides the transaction. From the first

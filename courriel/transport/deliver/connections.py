@@ -81,18 +81,18 @@ class Connections:
         self._idle.pop(key, None)
         return None
 
+    def reusable(self, client: SmtpClient) -> bool:
+        """May this session carry another message (alive, under MaxMessagesPerConnection)?"""
+        return not self._closing and client.usable and client.transactions < self.max_transactions
+
     async def give_back(self, key: str, client: SmtpClient) -> None:
         """Park a session for the next message, or close it if it cannot take one."""
-        parked = sum(len(v) for v in self._idle.values())
-        if (
-            self._closing
-            or not client.usable
-            or client.transactions >= self.max_transactions
-            or parked >= self.total
-        ):
+        if not self.reusable(client) or sum(len(v) for v in self._idle.values()) >= self.total:
             await client.close()
             return
-        self._idle.setdefault(key, []).append((time.monotonic() + min(self.idle_time, client.timeout), client))
+        self._idle.setdefault(key, []).append(
+            (time.monotonic() + min(self.idle_time, client.timeout), client)
+        )
         if self._reaper is None or self._reaper.done():
             self._reaper = asyncio.create_task(self._reap(), name="smtp-idle-reaper")
 
@@ -121,4 +121,6 @@ class Connections:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
         idle, self._idle = self._idle, {}
-        await asyncio.gather(*(c.close() for parked in idle.values() for _, c in parked), return_exceptions=True)
+        await asyncio.gather(
+            *(c.close() for parked in idle.values() for _, c in parked), return_exceptions=True
+        )

@@ -139,7 +139,12 @@ class Needs:
 def needs_of(sender: str, recipients: Iterable[str], data: bytes, envelope: dict[str, object]) -> Needs:
     body = str(envelope.get("body") or "7BIT").upper()
     utf8 = bool(envelope.get("smtputf8")) or not sender.isascii() or not all(r.isascii() for r in recipients)
-    return Needs(len(data), utf8, body == "8BITMIME" or (body != "BINARYMIME" and not data.isascii()), body == "BINARYMIME")
+    return Needs(
+        len(data),
+        utf8,
+        body == "8BITMIME" or (body != "BINARYMIME" and not data.isascii()),
+        body == "BINARYMIME",
+    )
 
 
 def refusal(needs: Needs, caps: Capabilities) -> str | None:
@@ -198,7 +203,9 @@ def orcpt_param(orcpt: str) -> str:
     return f"ORCPT={kind};{encoded}"
 
 
-def rcpt_command(address: str, caps: Capabilities, *, notify: str | None, orcpt: str | None, original: str) -> str:
+def rcpt_command(
+    address: str, caps: Capabilities, *, notify: str | None, orcpt: str | None, original: str
+) -> str:
     params = []
     if caps.dsn:
         if notify:

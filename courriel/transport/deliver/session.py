@@ -44,7 +44,11 @@ class Endpoint:
     port: int
 
     def __str__(self) -> str:
-        return f"{self.host}[{self.address}]:{self.port}" if self.host != self.address else f"[{self.address}]:{self.port}"
+        return (
+            f"{self.host}[{self.address}]:{self.port}"
+            if self.host != self.address
+            else f"[{self.address}]:{self.port}"
+        )
 
 
 class SessionFailed(Exception):
@@ -55,7 +59,9 @@ class SessionFailed(Exception):
         self.error = error
 
 
-async def endpoints(connector: SendConnector, domain: str, resolver: NextHopResolver, mx_port: int = 25) -> list[Endpoint]:
+async def endpoints(
+    connector: SendConnector, domain: str, resolver: NextHopResolver, mx_port: int = 25
+) -> list[Endpoint]:
     """Where to connect, best first. Raises PermanentError (null MX, no such domain) or TransientError."""
     if connector.dns_routing_enabled:
         hops = await resolver.mx_hosts(domain)
@@ -68,7 +74,9 @@ async def endpoints(connector: SendConnector, domain: str, resolver: NextHopReso
         except (NoSuchDomain, DnsTemporaryFailure) as exc:
             problems.append(exc.detail)  # a smart host that does not resolve is our problem: defer
     if not found:
-        raise TransientError("451 4.4.0 The smart hosts for this destination could not be resolved", "; ".join(problems))
+        raise TransientError(
+            "451 4.4.0 The smart hosts for this destination could not be resolved", "; ".join(problems)
+        )
     return found[:MAX_ENDPOINTS]
 
 
@@ -169,7 +177,8 @@ class SessionOpener:
         name = conn.tls_domain or endpoint.host
         wildcard = level == "DomainValidation" and name.startswith("*.")
         context = self.contexts.get(verify, level == "DomainValidation" and not wildcard)
-        server_hostname = None if wildcard or name == endpoint.address else name
+        # An IP address is matched against the certificate's IP SANs (and sent as no SNI).
+        server_hostname = None if wildcard else name
         try:
             reply = await client.starttls(context, server_hostname)
         except ConnectionLost as exc:
@@ -186,7 +195,9 @@ class SessionOpener:
                 raise SessionFailed(f"451 4.7.10 The certificate of {endpoint.host} does not match {name}")
         hello = await client.hello(self.ehlo_name)  # RFC 3207 §4.2
         if hello.code != 250:
-            raise SessionFailed(f"451 4.4.0 {endpoint.host} refused our greeting after STARTTLS: {describe(hello)}")
+            raise SessionFailed(
+                f"451 4.4.0 {endpoint.host} refused our greeting after STARTTLS: {describe(hello)}"
+            )
 
 
 class _TlsFallback(Exception):

@@ -14,6 +14,9 @@ their connection for the next message (at most 20 per connection). An attempt:
    sent moves on to the next endpoint, after it defers;
 5. records every recipient's result, with the DSNs they call for, in one queue transaction,
    then writes SEND / DEFER / FAIL to the tracking log with the remote host and its reply.
+A connector with FrontEndProxyEnabled sends from here too: on a co-located server the Client
+Access front end is this process, so the hop through "Outbound Proxy Frontend" (717) would
+change nothing; it comes with the role split.
 
 The duplicate window: the results are recorded right after the peer's final reply, before
 anything else is done (no tracking write, no QUIT, no next command). What remains is the time
@@ -139,7 +142,7 @@ class SmtpDelivery:
         self._destinations: dict[str, _Destination] = {}
         self._in_flight: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self.relayed = 0
+        self.relayed = 0  # recipients relayed since start (benches, metrics)
 
     # -- intake -----------------------------------------------------------------------------
 
@@ -186,6 +189,9 @@ class SmtpDelivery:
                     client = self.connections.take(dest.key)
                 while dest.jobs:
                     client = await self._attempt(dest.jobs.popleft(), client)
+                    if client is not None and not self.connections.reusable(client):
+                        await client.close()
+                        client = None
         finally:
             self.connections.release(dest.key)
             dest.workers -= 1
@@ -205,8 +211,16 @@ class SmtpDelivery:
                 assert rcpt.id is not None
                 domain = rcpt.address.rsplit("@", 1)[-1].lower()
                 changes.append(
-                    (rcpt.id, {"next_hop": f"unreachable:{domain}", "delivery_type": UNREACHABLE,
-                               "status": "retry", "next_attempt": now, "last_error": NO_CONNECTOR})
+                    (
+                        rcpt.id,
+                        {
+                            "next_hop": f"unreachable:{domain}",
+                            "delivery_type": UNREACHABLE,
+                            "status": "retry",
+                            "next_attempt": now,
+                            "last_error": NO_CONNECTOR,
+                        },
+                    )
                 )
             await self.queue.reroute(changes)
             self._track(msg, "DEFER", "ROUTING", [r.address for r in rcpts], NO_CONNECTOR, None, None)
@@ -245,12 +259,19 @@ class SmtpDelivery:
     async def _deliver(self, job: _Job, client: SmtpClient | None) -> _Attempt:
         msg, conn = job.msg, job.connector
         if is_expired(msg.expires_at, self.clock()):
-            return _Attempt([self._outcome(job, r, "failed", expiry_error(r.last_error)) for r in job.rcpts], "QUEUE", client)
+            return _Attempt(
+                [self._outcome(job, r, "failed", expiry_error(r.last_error)) for r in job.rcpts],
+                "QUEUE",
+                client,
+            )
         if msg.source != "DSN" and msg.size > conn.max_message_size:
             return _Attempt(self._all(job, job.rcpts, "failed", TOO_BIG), "SMTP", client)
         data = await self.blobs.get(msg.digest)
         needs = needs_of(msg.sender, [r.address for r in job.rcpts], data, msg.envelope)
         payload = data if needs.binary else dot_stuffed(data)
+        if client is not None and conn.require_tls and not client.tls:
+            await client.close()  # parked before the connector began to require TLS
+            client = None
         if client is not None:
             outcomes = await self._transact(client, job, needs, payload)
             if isinstance(outcomes, list):
@@ -285,7 +306,9 @@ class SmtpDelivery:
         asyncio.get_running_loop().create_task(client.close(polite=False))
         return None
 
-    async def _transact(self, client: SmtpClient, job: _Job, needs: Needs, payload: bytes) -> list[Outcome] | str:
+    async def _transact(
+        self, client: SmtpClient, job: _Job, needs: Needs, payload: bytes
+    ) -> list[Outcome] | str:
         """Per-recipient outcomes, or the reason to try the next endpoint (nothing decided yet)."""
         caps = client.capabilities
         refused = refusal(needs, caps)
@@ -297,7 +320,10 @@ class SmtpDelivery:
         pending = list(job.rcpts)
         while pending:
             chunk, pending = pending[:MAX_RCPTS_PER_TRANSACTION], pending[MAX_RCPTS_PER_TRANSACTION:]
-            commands = [rcpt_command(r.address, caps, notify=r.notify, orcpt=r.orcpt, original=r.original) for r in chunk]
+            commands = [
+                rcpt_command(r.address, caps, notify=r.notify, orcpt=r.orcpt, original=r.original)
+                for r in chunk
+            ]
             try:
                 exchange = await client.transaction(mail, commands, payload, bdat=needs.binary)
             except ConnectionLost as exc:
@@ -321,7 +347,9 @@ class SmtpDelivery:
                 outcomes += [self._reply(job, r, exchange.data, client) for r in accepted]
             pending = too_many + pending
             if pending and not client.usable:
-                return outcomes + self._all(job, pending, "retry", f"451 4.4.2 Lost connection with {client.peer}")
+                return outcomes + self._all(
+                    job, pending, "retry", f"451 4.4.2 Lost connection with {client.peer}"
+                )
         return outcomes
 
     def _reply(self, job: _Job, rcpt: QueuedRecipient, reply: Reply, client: SmtpClient) -> Outcome:
@@ -344,7 +372,16 @@ class SmtpDelivery:
             if status == "relayed":
                 self.relayed += len(addresses)
             server_ip = attempt.server_ip if remote else None
-            self._track(job.msg, _EVENTS[status], attempt.source, addresses, error, remote, server_ip, job.connector.name)
+            self._track(
+                job.msg,
+                _EVENTS[status],
+                attempt.source,
+                addresses,
+                error,
+                remote,
+                server_ip,
+                job.connector.name,
+            )
 
     def _track(
         self,

@@ -32,7 +32,12 @@ def parse(data: bytes) -> EmailMessage:
     return msg
 
 
-def notice(*recipients: RecipientNotice, ret: str | None = None, envid: str | None = "ENV-42", original: bytes = ORIGINAL) -> Notice:
+def notice(
+    *recipients: RecipientNotice,
+    ret: str | None = None,
+    envid: str | None = "ENV-42",
+    original: bytes = ORIGINAL,
+) -> Notice:
     return Notice(
         reporting_mta="mbx01.example.com",
         to="alice@example.com",
@@ -101,7 +106,9 @@ def test_ret_hdrs_returns_the_header_only() -> None:
 
 
 def test_delay_report_has_retry_until_and_no_body() -> None:
-    delayed = RecipientNotice("bob@example.net", "delayed", "451 4.4.1 Connection timed out", will_retry_until=NOW + 86400)
+    delayed = RecipientNotice(
+        "bob@example.net", "delayed", "451 4.4.1 Connection timed out", will_retry_until=NOW + 86400
+    )
     msg = parse(build_dsn(notice(delayed), now=NOW, message_id="<d@x>"))
     assert msg["Subject"] == "Delivery delayed: Quarterly figures"
     _, per_rcpt = status_blocks(msg)
@@ -117,7 +124,9 @@ def test_delay_report_has_retry_until_and_no_body() -> None:
     [("delivered", "Delivered"), ("relayed", "Relayed"), ("expanded", "Expanded")],
 )
 def test_success_kinds(action: str, subject: str) -> None:
-    msg = parse(build_dsn(notice(RecipientNotice("bob@example.net", action), ret="FULL"), now=NOW, message_id="<d@x>"))
+    msg = parse(
+        build_dsn(notice(RecipientNotice("bob@example.net", action), ret="FULL"), now=NOW, message_id="<d@x>")
+    )
     assert msg["Subject"] == f"{subject}: Quarterly figures"
     _, per_rcpt = status_blocks(msg)
     assert (per_rcpt["Action"], per_rcpt["Status"]) == (action, "2.0.0")
@@ -132,7 +141,9 @@ def test_mixed_actions_in_one_report() -> None:
 
 
 def test_expiry_keeps_its_transient_status() -> None:
-    expired = RecipientNotice("bob@example.net", "failed", "550 4.4.7 Message expired. Last error: 451 4.4.1 timeout")
+    expired = RecipientNotice(
+        "bob@example.net", "failed", "550 4.4.7 Message expired. Last error: 451 4.4.1 timeout"
+    )
     _, per_rcpt = status_blocks(parse(build_dsn(notice(expired), now=NOW, message_id="<d@x>")))
     assert per_rcpt["Status"] == "4.4.7"
 
@@ -207,7 +218,11 @@ def test_status_codes(error: str | None, action: str, status: str) -> None:
 
 
 _addresses = st.from_regex(r"[a-z0-9._-]{1,20}@[a-z0-9-]{1,15}\.[a-z]{2,6}", fullmatch=True)
-_errors = st.one_of(st.none(), st.text(max_size=300), st.from_regex(r"[45][0-9]{2} [45]\.[0-9]\.[0-9]{1,2} .{0,200}", fullmatch=True))
+_errors = st.one_of(
+    st.none(),
+    st.text(max_size=300),
+    st.from_regex(r"[45][0-9]{2} [45]\.[0-9]\.[0-9]{1,2} .{0,200}", fullmatch=True),
+)
 
 
 @settings(max_examples=60, deadline=None)
@@ -217,9 +232,13 @@ _errors = st.one_of(st.none(), st.text(max_size=300), st.from_regex(r"[45][0-9]{
     body=st.binary(max_size=500),
     ret=st.sampled_from([None, "FULL", "HDRS"]),
 )
-def test_any_report_parses(rcpts: list[tuple[str, str, str | None]], subject: str, body: bytes, ret: str | None) -> None:
+def test_any_report_parses(
+    rcpts: list[tuple[str, str, str | None]], subject: str, body: bytes, ret: str | None
+) -> None:
     clean = " ".join(subject.split())
-    original = f"Subject: {clean}\r\nFrom: a@b\r\n\r\n".encode() + body.replace(b"\r", b"").replace(b"\n", b"\r\n")
+    original = f"Subject: {clean}\r\nFrom: a@b\r\n\r\n".encode() + body.replace(b"\r", b"").replace(
+        b"\n", b"\r\n"
+    )
     notices = [RecipientNotice(a, action, error) for a, action, error in rcpts]
     data = build_dsn(notice(*notices, ret=ret, original=original), now=NOW, message_id="<d@x>")
     msg = email.message_from_bytes(data, policy=email.policy.default)

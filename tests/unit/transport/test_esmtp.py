@@ -73,12 +73,18 @@ def test_capabilities() -> None:
 def test_commands_carry_only_offered_parameters() -> None:
     full = Capabilities(esmtp=True, dsn=True, size=0, eightbitmime=True, smtputf8=True)
     needs = Needs(size=1234, smtputf8=False, eightbit=True, binary=False)
-    assert mail_command("a@x", needs, full, ret="hdrs", envid="id+1 x") == "MAIL FROM:<a@x> SIZE=1234 BODY=8BITMIME RET=HDRS ENVID=id+2B1+20x"
+    assert (
+        mail_command("a@x", needs, full, ret="hdrs", envid="id+1 x")
+        == "MAIL FROM:<a@x> SIZE=1234 BODY=8BITMIME RET=HDRS ENVID=id+2B1+20x"
+    )
     assert mail_command("", needs, Capabilities(esmtp=True), ret="FULL", envid="e") == "MAIL FROM:<>"
     assert rcpt_command("b@y", full, notify="SUCCESS,FAILURE", orcpt=None, original="B@y") == (
         "RCPT TO:<b@y> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;B@y"
     )
-    assert rcpt_command("b@y", Capabilities(), notify="NEVER", orcpt="rfc822;c@z", original="b@y") == "RCPT TO:<b@y>"
+    assert (
+        rcpt_command("b@y", Capabilities(), notify="NEVER", orcpt="rfc822;c@z", original="b@y")
+        == "RCPT TO:<b@y>"
+    )
 
 
 def test_orcpt_encoding() -> None:
@@ -96,10 +102,14 @@ def test_what_a_message_needs_and_refusals() -> None:
     plain = Capabilities(esmtp=True)
     assert needs_of("a@x", ["b@y"], b"ascii", {}) == Needs(5, False, False, False)
     eight = needs_of("a@x", ["b@y"], "é".encode(), {})
-    assert eight.eightbit and refusal(eight, plain) is not None and refusal(eight, plain).startswith("554 5.6.3")  # type: ignore[union-attr]
+    assert (
+        eight.eightbit and refusal(eight, plain) is not None and refusal(eight, plain).startswith("554 5.6.3")
+    )  # type: ignore[union-attr]
     assert refusal(eight, Capabilities(esmtp=True, eightbitmime=True)) is None
     utf8 = needs_of("a@x", ["用户@y"], b"x", {})
-    assert utf8.smtputf8 and refusal(utf8, Capabilities(esmtp=True, eightbitmime=True)).startswith("550 5.6.7")  # type: ignore[union-attr]
+    assert utf8.smtputf8 and refusal(utf8, Capabilities(esmtp=True, eightbitmime=True)).startswith(
+        "550 5.6.7"
+    )  # type: ignore[union-attr]
     binary = needs_of("a@x", ["b@y"], b"\x00", {"body": "BINARYMIME"})
     assert binary.binary and refusal(binary, Capabilities(esmtp=True, chunking=True)).startswith("554 5.6.3")  # type: ignore[union-attr]
     big = Needs(2000, False, False, False)

@@ -34,7 +34,9 @@ def test_intervals_grow_from_the_transient_interval_then_back_off() -> None:
 
 
 def test_intervals_follow_the_configuration() -> None:
-    config = TransportConfig(transient_failure_retry_interval=1.0, transient_failure_retry_count=2, message_retry_interval=10.0)
+    config = TransportConfig(
+        transient_failure_retry_interval=1.0, transient_failure_retry_count=2, message_retry_interval=10.0
+    )
     assert [retry_delay(n, config) for n in range(1, 7)] == [1.0, 2.0, 10.0, 20.0, 40.0, 40.0]
     assert retry_delay(0, config) == 1.0
 
@@ -64,9 +66,21 @@ def test_delay_notice_once_after_the_timeout() -> None:
 def _message(mid: str) -> QueuedMessage:
     now = time.time()
     return QueuedMessage(
-        id=mid, digest="d" * 64, size=1, sender="s@x.test", envelope={}, received_at=now, expires_at=now + 60,
-        recipients=[QueuedRecipient(address="r@y.test", original="r@y.test", next_hop="smtp:Internet:y.test",
-                                    delivery_type="DnsConnectorDelivery")],
+        id=mid,
+        digest="d" * 64,
+        size=1,
+        sender="s@x.test",
+        envelope={},
+        received_at=now,
+        expires_at=now + 60,
+        recipients=[
+            QueuedRecipient(
+                address="r@y.test",
+                original="r@y.test",
+                next_hop="smtp:Internet:y.test",
+                delivery_type="DnsConnectorDelivery",
+            )
+        ],
     )
 
 
@@ -93,8 +107,10 @@ async def test_step_two_adds_the_column_to_a_version_one_queue(tmp_path: Path) -
     old = sa.MetaData()
     sa.Table("q_messages", old, sa.Column("id", sa.String(32), primary_key=True))
     sa.Table(
-        "q_recipients", old,
-        sa.Column("id", sa.Integer, primary_key=True), sa.Column("message", sa.String(32)),
+        "q_recipients",
+        old,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("message", sa.String(32)),
     )
     engine = open_engine(f"sqlite:///{tmp_path / 'q.db'}")
     try:
