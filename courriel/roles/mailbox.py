@@ -102,9 +102,9 @@ class MailboxRole:
     async def mailbox_full(self, recipient: Recipient) -> bool:
         """ProhibitSendReceiveQuota reached? (the mailbox's own quota, else its database's).
 
-        RCPT must not wait on the mailbox database: a known size answers at once and a stale one
-        is refreshed in the background (one query per mailbox at a time). The delivery itself
-        checks the quota again in the same statement that stores the message.
+        The mailbox's size is trusted for USAGE_TTL seconds; after that the next RCPT waits for
+        a fresh one, and concurrent RCPTs to the same mailbox share that one query. The delivery
+        checks the quota again in the statement that stores the message.
         """
         db = self.databases.get(recipient.database or "")
         info = self.cache.snapshot.database(recipient.database or "")
@@ -112,15 +112,14 @@ class MailboxRole:
         if db is None or quota is None or recipient.guid is None:
             return False
         cached = self._usage.get(recipient.guid)
-        if cached is None:
-            size = await self._refresh_usage(db, recipient.guid)
-        else:
-            size = cached[1]
-            if time.monotonic() - cached[0] > USAGE_TTL and recipient.guid not in self._refreshing:
-                task = asyncio.create_task(self._refresh_usage(db, recipient.guid))
-                self._refreshing[recipient.guid] = task
-                task.add_done_callback(lambda _t, g=recipient.guid: self._refreshing.pop(g, None))
-        return size >= quota
+        if cached is not None and time.monotonic() - cached[0] <= USAGE_TTL:
+            return cached[1] >= quota
+        task = self._refreshing.get(recipient.guid)
+        if task is None:
+            task = asyncio.create_task(self._refresh_usage(db, recipient.guid))
+            self._refreshing[recipient.guid] = task
+            task.add_done_callback(lambda _t, g=recipient.guid: self._refreshing.pop(g, None))
+        return await asyncio.shield(task) >= quota
 
     async def _refresh_usage(self, db: MailboxDatabase, guid: str) -> int:
         try:

@@ -9,10 +9,13 @@ from __future__ import annotations
 import email.utils
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
+from courriel.core.address import AddressError, parse_domain
 from courriel.core.ids import new_message_id
 
 _FIELD = re.compile(rb"^([!-9;-~]+)[ \t]*:", re.MULTILINE)
+_COMMENT_UNSAFE = re.compile(r"[()\\\x00-\x1f\x7f]")  # RFC 5322 §3.2.2: not ctext
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,12 +79,31 @@ def received_header(
     tls_version: str | None = None,
 ) -> bytes:
     """One Received field (RFC 5321 §4.4); `for` only when there is a single recipient (privacy)."""
-    from_part = f"from {helo or 'unknown'} ([{client_ip}])" if ":" not in client_ip else f"from {helo or 'unknown'} ([IPv6:{client_ip}])"
+    literal = f"[{client_ip}]" if ":" not in client_ip else f"[IPv6:{client_ip}]"
+    if helo is None or _is_domain(helo):
+        from_part = f"from {helo or 'unknown'} ({literal})"
+    else:
+        # RFC 5321 §4.4: From-domain is a domain or an address literal. Any other EHLO text goes
+        # in the comment, without what would end it, so that a ";" cannot pass for the date's.
+        from_part = f"from {literal} ({literal} helo={_COMMENT_UNSAFE.sub('', helo)})"
     tls_part = f" ({tls_version})" if tls_version else ""
     for_part = f"\r\n\tfor <{recipient}>" if recipient else ""
-    date = email.utils.formatdate(localtime=False, usegmt=False)
+    date = _now()
     text = f"Received: {from_part}\r\n\tby {by} (Courriel) with {protocol}{tls_part} id {queue_id}{for_part};\r\n\t{date}\r\n"
     return text.encode("utf-8")
+
+
+def _now() -> str:
+    """The date-time in UTC as "+0000": RFC 5322 §3.3 gives "-0000" the meaning "zone unknown"."""
+    return email.utils.format_datetime(datetime.now(UTC))
+
+
+def _is_domain(name: str) -> bool:
+    try:
+        parse_domain(name)
+    except AddressError:
+        return False
+    return True
 
 
 def submission_headers(facts: HeaderFacts, fqdn: str) -> tuple[bytes, str]:
@@ -92,5 +114,5 @@ def submission_headers(facts: HeaderFacts, fqdn: str) -> tuple[bytes, str]:
         message_id = new_message_id(fqdn)
         added += f"Message-ID: {message_id}\r\n".encode()
     if not facts.has_date:
-        added += f"Date: {email.utils.formatdate(localtime=False)}\r\n".encode()
+        added += f"Date: {_now()}\r\n".encode()
     return added, message_id

@@ -14,7 +14,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from courriel.core.address import Address
 from courriel.core.errors import TransientError
@@ -32,6 +32,7 @@ from courriel.transport.service import Accepted, Submission
 log = logging.getLogger(__name__)
 
 MAX_HEADER_SIZE = 256 * 1024  # Exchange MaxHeaderSize (research §2)
+K = TypeVar("K")
 TARPIT_AFTER = 3  # unknown recipients in a session before each further one is delayed
 ROUTING_CHARACTERS = ("%", "!", "@", ":")  # percent hack, bang paths, quoted @, source routes
 
@@ -53,8 +54,9 @@ class ReceiveContext:
     sink: MessageSink
     throttle: LoginThrottle
     mailbox_full: Callable[[Recipient], Awaitable[bool]]
-    connections: dict[str, int] = field(default_factory=dict)
-    total_connections: int = 0
+    # Both connection limits are the connector's own (research §2), so both counts are per connector.
+    connections: dict[tuple[str, str], int] = field(default_factory=dict)  # (connector, client IP)
+    sessions: dict[str, int] = field(default_factory=dict)  # connector
 
 
 class ReceivePolicy:
@@ -77,13 +79,13 @@ class ReceivePolicy:
 
     # -- connection -----------------------------------------------------------------------------
     async def connect(self, info: SessionInfo) -> Reply | None:
-        ip = info.peer_ip
-        if self.ctx.total_connections >= self.connector.max_inbound_connection:
+        name, source = self.connector.name, (self.connector.name, info.peer_ip)
+        if self.ctx.sessions.get(name, 0) >= self.connector.max_inbound_connection:
             return R.TOO_MANY_CONNECTIONS
-        if self.ctx.connections.get(ip, 0) >= self.connector.max_inbound_connection_per_source:
+        if self.ctx.connections.get(source, 0) >= self.connector.max_inbound_connection_per_source:
             return R.TOO_MANY_FROM_SOURCE
-        self.ctx.connections[ip] = self.ctx.connections.get(ip, 0) + 1
-        self.ctx.total_connections += 1
+        _count(self.ctx.sessions, name, 1)
+        _count(self.ctx.connections, source, 1)
         self.counted = True
         return None
 
@@ -91,12 +93,8 @@ class ReceivePolicy:
         if not self.counted:
             return
         self.counted = False
-        self.ctx.total_connections -= 1
-        left = self.ctx.connections.get(info.peer_ip, 1) - 1
-        if left > 0:
-            self.ctx.connections[info.peer_ip] = left
-        else:
-            self.ctx.connections.pop(info.peer_ip, None)
+        _count(self.ctx.sessions, self.connector.name, -1)
+        _count(self.ctx.connections, (self.connector.name, info.peer_ip), -1)
 
     async def helo(self, info: SessionInfo, name: str) -> Reply | None:
         return None
@@ -133,6 +131,8 @@ class ReceivePolicy:
         if params.size and not granted & Right.BYPASS_MESSAGE_SIZE_LIMIT and params.size > self._size_limit(info):
             return R.ORG_SIZE_EXCEEDED
         user = self._user(info)
+        if params.size and not granted & Right.BYPASS_MESSAGE_SIZE_LIMIT and _over_send_size(user, params.size):
+            return R.SENDER_SIZE_EXCEEDED
         if user is not None and not granted & Right.ACCEPT_ANY_SENDER:
             if sender is None or sender.key not in {a.lower() for a in user.addresses}:
                 return R.SEND_AS_DENIED
@@ -163,9 +163,8 @@ class ReceivePolicy:
             if self.unknown_recipients > TARPIT_AFTER:
                 await asyncio.sleep(self.connector.tarpit_interval)
             return R.UNKNOWN_RECIPIENT
-        if recipient.kind is RecipientKind.MAILBOX:
-            if await self.ctx.mailbox_full(recipient):
-                return R.MAILBOX_FULL
+        if recipient.kind is RecipientKind.MAILBOX and await self.ctx.mailbox_full(recipient):
+            return R.MAILBOX_FULL
         return R.RECIPIENT_OK
 
     async def data(self, info: SessionInfo, envelope: Envelope, message: bytes) -> Reply:
@@ -173,6 +172,8 @@ class ReceivePolicy:
         if not granted & Right.BYPASS_MESSAGE_SIZE_LIMIT:
             if len(message) > self._size_limit(info):
                 return R.ORG_SIZE_EXCEEDED
+            if _over_send_size(self._user(info), len(message)):
+                return R.SENDER_SIZE_EXCEEDED
             for rcpt, _ in envelope.recipients:
                 recipient = self.ctx.directory().recipient(str(rcpt))
                 if recipient is not None and recipient.max_receive_size and len(message) > recipient.max_receive_size:
@@ -202,7 +203,7 @@ class ReceivePolicy:
             esmtp=info.esmtp,
             smtputf8=params.smtputf8,
             is_submission=info.authenticated is not None,
-            mail_params={"ret": params.ret, "envid": params.envid, "body": params.body},
+            mail_params={"ret": params.ret, "envid": params.envid, "body": params.body, "smtputf8": params.smtputf8},
         )
         try:
             accepted = await self.ctx.sink.submit(sub)
@@ -210,3 +211,17 @@ class ReceivePolicy:
             log.warning("%s: %s", self.connector.name, exc.detail)
             return R.STORE_FAILED
         return R.queued(accepted.message_id, accepted.queue_id)
+
+
+def _count(counter: dict[K, int], key: K, step: int) -> None:
+    """Add `step` to a count; a count that reaches zero is dropped (the dicts stay small)."""
+    left = counter.get(key, 0) + step
+    if left > 0:
+        counter[key] = left
+    else:
+        counter.pop(key, None)
+
+
+def _over_send_size(user: Recipient | None, size: int) -> bool:
+    """The authenticated sender's own MaxSendSize (Set-Mailbox), under the organization's."""
+    return user is not None and user.max_send_size is not None and size > user.max_send_size

@@ -19,6 +19,8 @@ SENDER_DENIED = Reply(550, "5.7.1", "Client does not have permissions to send as
 MAILBOX_FULL = Reply(552, "5.2.2", "Mailbox full: the recipient's mailbox is over its quota")
 ORG_SIZE_EXCEEDED = Reply(552, "5.3.4", "Message size exceeds the organization's maximum message size")
 RECIPIENT_SIZE_EXCEEDED = Reply(552, "5.3.4", "Message size exceeds the recipient's maximum message size")
+# RFC 3463 X.2.3 (administrative length limit), as Exchange's RESOLVER.RST.SendSizeLimit.Sender.
+SENDER_SIZE_EXCEEDED = Reply(552, "5.2.3", "RESOLVER.RST.SendSizeLimit.Sender; Message too large for this sender")
 HEADER_TOO_BIG = Reply(552, "5.3.4", "Header size exceeds fixed maximum size")
 HOP_COUNT_EXCEEDED = Reply(554, "5.4.6", "Hop count exceeded - possible mail loop")
 TOO_MANY_CONNECTIONS = Reply(421, "4.3.2", "The maximum number of concurrent connections has been exceeded")
