@@ -1,0 +1,158 @@
+"""One IMAP connection on a socket: the `Wire` of an `ImapSession` and its asyncio protocol.
+
+It is an `asyncio.Protocol`, not a stream, so that the session owns the input buffer: bytes
+that arrive before a STARTTLS handshake are dropped by the session and never reach the TLS
+layer (RFC 9051 §11.1; CVE-2011-0411). Reading pauses while the session has a high-water mark
+of unframed input; writing waits while the transport's buffer is full and gives up on a peer
+that reads nothing for `WRITE_TIMEOUT`. Thousands of connections sit in IDLE, so the object is
+slotted and holds no per-connection copies beyond what the session needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from typing import TYPE_CHECKING, Final
+
+from courriel.proto.imap.session import ImapSession
+
+if TYPE_CHECKING:
+    from courriel.services.imap.server import ImapService
+
+log = logging.getLogger(__name__)
+
+TLS_HANDSHAKE_TIMEOUT: Final = 30.0
+WRITE_TIMEOUT: Final = 60.0
+
+
+class ImapConnection(asyncio.Protocol):
+    __slots__ = (
+        "_service",
+        "_implicit_tls",
+        "_tls",
+        "_transport",
+        "_session",
+        "_lost",
+        "_drained",
+        "task",
+        "peer",
+    )
+
+    def __init__(self, service: ImapService, implicit_tls: bool) -> None:
+        self._service = service
+        self._implicit_tls = implicit_tls
+        self._tls = implicit_tls
+        self._transport: asyncio.Transport | None = None
+        self._session: ImapSession | None = None
+        self._lost = False
+        self._drained: asyncio.Future[None] | None = None  # set while the transport is full
+        self.task: asyncio.Task[None] | None = None
+        self.peer = ""
+
+    # ---- asyncio.Protocol ----------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        peername = transport.get_extra_info("peername")
+        self.peer = str(peername[0]) if isinstance(peername, tuple) else ""
+        # The session exists before the first byte can arrive: nothing is read unowned.
+        session = self._service.accept(self, self._implicit_tls)
+        if session is None:
+            transport.close()  # after the BYE that `accept` wrote
+            return
+        self._session = session
+        self.task = asyncio.get_running_loop().create_task(self._service.run(self, session))
+
+    def data_received(self, data: bytes) -> None:
+        if self._session is not None:
+            self._session.data_received(data)
+
+    def eof_received(self) -> bool:
+        if self._session is not None:
+            self._session.eof_received()
+        # Keep our side open until the session has written its last answer (TLS transports
+        # cannot be half-open and warn when asked to).
+        return not self._tls
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        if self._session is not None:
+            self._session.eof_received()
+        self._release_writer()
+
+    def pause_writing(self) -> None:
+        if self._drained is None:
+            self._drained = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        self._release_writer()
+
+    def _release_writer(self) -> None:
+        if self._drained is not None:
+            if not self._drained.done():
+                self._drained.set_result(None)
+            self._drained = None
+
+    # ---- the Wire the session writes to --------------------------------------------------------
+
+    async def send(self, data: bytes) -> None:
+        if self._lost or self._transport is None:
+            return
+        self._transport.write(data)
+        drained = self._drained
+        if drained is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(drained), WRITE_TIMEOUT)
+            except TimeoutError:
+                log.info("IMAP client %s stopped reading; dropping it", self.peer)
+                self.abort()
+
+    async def start_tls(self, ready: bytes) -> bool:
+        """Send `ready` and upgrade, with no await in between: a byte of the client's handshake
+        can never be read as plaintext."""
+        transport, context = self._transport, self._service.tls
+        if transport is None or self._lost:
+            return False
+        transport.write(ready)
+        try:
+            upgraded = await asyncio.get_running_loop().start_tls(
+                transport, self, context, server_side=True, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT
+            )
+        except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as error:
+            log.info("IMAP STARTTLS with %s failed: %s", self.peer, error)
+            transport.abort()
+            return False
+        if upgraded is None:
+            return False
+        assert isinstance(upgraded, asyncio.Transport)
+        self._transport = upgraded
+        self._tls = True
+        return True
+
+    def pause_reading(self) -> None:
+        if self._transport is not None and not self._lost:
+            self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._transport is not None and not self._lost:
+            self._transport.resume_reading()
+
+    def close(self) -> None:
+        """Close once what was written has gone out."""
+        if self._transport is not None:
+            self._transport.close()
+
+    def refuse(self, goodbye: bytes) -> None:
+        """Turned away before any session (disabled, full): say why and close."""
+        if self._transport is not None:
+            self._transport.write(goodbye)
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+    def shutdown(self) -> None:
+        if self._session is not None:
+            self._session.shutdown()

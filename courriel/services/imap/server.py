@@ -1,0 +1,176 @@
+"""The IMAP4 back-end service of a Mailbox server: 1143 (STARTTLS) and 1993 (TLS), DESIGN.md §2.
+
+Each accepted connection runs an `ImapSession` (courriel.proto.imap.session) over the mailbox
+databases mounted here, with logins checked against the directory (login.py). Set-ImapSettings
+is read for every new connection, so `courriel imap-settings set` applies to the next one
+without a restart: Enabled (a disabled service greets with BYE), LoginType (SecureLogin: no
+credentials before TLS on the STARTTLS port; RFC 9051 §6.2.3 LOGINDISABLED), the pre- and
+post-authentication timeouts, MaxConnections, MaxConnectionsPerUser and MaxCommandSize. There is
+no per-address limit here: the clients of a back end are the Client Access front ends, which
+apply MaxConnectionFromSingleIP to the real client addresses.
+
+Changes made in this process reach IDLE at once (the store's change notifications); those made
+by another process (another worker's local delivery) are found by polling, within a second
+while the query budget allows (`_poll_every`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Callable
+from typing import Final
+
+from courriel.mailbox.store import MailboxDatabase
+from courriel.org.model import ProtocolSettings
+from courriel.org.snapshot import DirectorySnapshot
+from courriel.proto.imap.session import ImapSession, SessionConfig
+from courriel.security.throttle import LoginThrottle
+from courriel.services.imap.account import RecentRegistry
+from courriel.services.imap.connection import TLS_HANDSHAKE_TIMEOUT, ImapConnection
+from courriel.services.imap.login import DirectoryAuthenticator
+from courriel.services.pop3.logins import DirectoryLogin, SessionCounter, plaintext_allowed
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BANNER: Final = "Courriel IMAP4 service is ready."
+DEFAULT_APPEND_LIMIT: Final = 50 * 1024 * 1024
+
+
+class ImapService:
+    """IMAP4 over the mailbox databases of this server."""
+
+    def __init__(
+        self,
+        *,
+        databases: Callable[[str], MailboxDatabase | None],
+        directory: Callable[[], DirectorySnapshot],
+        settings: Callable[[], ProtocolSettings],
+        tls: ssl.SSLContext,
+        throttle: LoginThrottle,
+        server_name: str,
+        fqdn: str,
+        append_limit: int = DEFAULT_APPEND_LIMIT,
+        poll_interval: float = 1.0,
+        poll_budget: float = 200.0,
+        idle_keepalive: float = 120.0,
+    ) -> None:
+        self.tls = tls
+        self.server_name = server_name
+        self.fqdn = fqdn
+        self._settings = settings
+        self._append_limit = append_limit
+        self._poll_interval = poll_interval
+        self._poll_budget = poll_budget
+        self._idle_keepalive = idle_keepalive
+        self.recent = RecentRegistry()
+        self.counter = SessionCounter()
+        self.authenticator = DirectoryAuthenticator(
+            DirectoryLogin(directory, throttle, "imap"), databases, settings, self.counter, self.recent
+        )
+        self._servers: list[tuple[str, int, asyncio.Server]] = []
+        self._connections: set[ImapConnection] = set()
+        self._configs: dict[bool, tuple[ProtocolSettings, SessionConfig]] = {}
+        self._stopping = False
+
+    async def start_listener(self, host: str, port: int, *, implicit_tls: bool) -> int:
+        """Listen on host:port, with TLS from the first byte (1993) or STARTTLS (1143); returns
+        the bound port (useful with port 0)."""
+        server = await asyncio.get_running_loop().create_server(
+            lambda: ImapConnection(self, implicit_tls),
+            host,
+            port,
+            ssl=self.tls if implicit_tls else None,
+            ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if implicit_tls else None,
+        )
+        bound = int(server.sockets[0].getsockname()[1])
+        self._servers.append((host, bound, server))
+        self._stopping = False
+        log.info(
+            "IMAP4 on %s listening on %s:%d (%s)",
+            self.server_name,
+            host,
+            bound,
+            "TLS" if implicit_tls else "STARTTLS",
+        )
+        return bound
+
+    def bound(self) -> list[tuple[str, int]]:
+        return [(host, port) for host, port, _ in self._servers]
+
+    @property
+    def connections(self) -> int:
+        return len(self._connections)
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop listening; sessions waiting for input get BYE at once, busy ones `grace` seconds."""
+        self._stopping = True
+        for _, _, server in self._servers:
+            server.close()
+        connections = list(self._connections)
+        for connection in connections:
+            connection.shutdown()
+        tasks = [c.task for c in connections if c.task is not None]
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=grace)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=5.0)
+        for _, _, server in self._servers:
+            await server.wait_closed()
+        self._servers.clear()
+
+    # ---- connections ----------------------------------------------------------------------------
+
+    def session_config(self, settings: ProtocolSettings, implicit_tls: bool) -> SessionConfig:
+        """Shared by every connection until Set-ImapSettings changes (one object, not 10,000)."""
+        cached = self._configs.get(implicit_tls)
+        if cached is not None and cached[0] is settings:
+            return cached[1]
+        config = SessionConfig(
+            greeting=settings.banner or DEFAULT_BANNER,
+            tls_active=implicit_tls,
+            tls_available=True,
+            plaintext_auth=plaintext_allowed(settings),
+            pre_auth_timeout=settings.pre_authenticated_connection_timeout,
+            auth_timeout=settings.authenticated_connection_timeout,
+            idle_keepalive=self._idle_keepalive,
+            poll_interval=self._poll_interval,
+            poll_every=self._poll_every,
+            max_command=settings.max_command_size,
+            append_limit=self._append_limit,
+        )
+        self._configs[implicit_tls] = (settings, config)
+        return config
+
+    def _poll_every(self) -> float:
+        """IDLE polls for other processes' changes (another worker's deliveries) every
+        `poll_interval` seconds, slower when there are so many sessions that all of them
+        together would exceed `poll_budget` queries per second: latency gives, not the CPU."""
+        return max(self._poll_interval, len(self._connections) / self._poll_budget)
+
+    def accept(self, connection: ImapConnection, implicit_tls: bool) -> ImapSession | None:
+        """A session for a new connection, or None after a BYE (disabled, full, stopping)."""
+        settings = self._settings()
+        refusal = None
+        if self._stopping:
+            refusal = b"* BYE Server shutting down\r\n"
+        elif not settings.enabled:
+            refusal = b"* BYE IMAP4 is not enabled on this server\r\n"
+        elif not self.counter.admit(connection.peer, settings, per_ip=False):
+            refusal = b"* BYE Too many connections, try again later\r\n"
+        if refusal is not None:
+            connection.refuse(refusal)
+            return None
+        self._connections.add(connection)
+        config = self.session_config(settings, implicit_tls)
+        return ImapSession(config, connection, self.authenticator, connection.peer)
+
+    async def run(self, connection: ImapConnection, session: ImapSession) -> None:
+        try:
+            await session.run()
+        finally:
+            self._connections.discard(connection)
+            self.counter.leave(connection.peer)

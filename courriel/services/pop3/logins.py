@@ -1,0 +1,148 @@
+"""Logins to IMAP4 and POP3 against the organization directory, and the connection limits.
+
+Shared by the POP3 back end and the Client Access front ends (it has no mailbox import). What a
+login must pass, in order (research/exchange2013-facts.md §3):
+- the throttle (security/throttle.py): too many recent failures from this address or for this
+  name and the password is not even checked;
+- the password (argon2id, in a thread; an unknown name costs the same time as a known one);
+- the recipient is a mailbox, with a database, and enabled for the protocol
+  (Set-CASMailbox -ImapEnabled/-PopEnabled); the protocol is enabled (Set-ImapSettings/
+  Set-PopSettings -Enabled).
+Every refusal looks the same to the client (RFC 1939 §13, RFC 9051 §11.3: do not tell which names
+exist) and counts as a failure; the answer waits `delay_for` seconds.
+
+`SessionCounter` enforces MaxConnections, MaxConnectionFromSingleIP and MaxConnectionsPerUser.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Literal
+
+from courriel.org.model import LoginType, ProtocolSettings, Recipient, RecipientKind
+from courriel.org.snapshot import DirectorySnapshot
+from courriel.security.passwords import averify_password
+from courriel.security.throttle import LoginThrottle
+
+log = logging.getLogger(__name__)
+
+Protocol = Literal["imap", "pop"]
+
+
+def protocol_settings(snapshot: DirectorySnapshot, protocol: Protocol) -> ProtocolSettings:
+    return snapshot.imap_settings if protocol == "imap" else snapshot.pop_settings
+
+
+def plaintext_allowed(settings: ProtocolSettings) -> bool:
+    """LoginType: SecureLogin (the default) takes credentials only once TLS is active;
+    PlainTextLogin and PlainTextAuthentication take them in the clear too."""
+    return settings.login_type is not LoginType.SECURE_LOGIN
+
+
+class DirectoryLogin:
+    """Checks credentials for one protocol against the current directory snapshot."""
+
+    def __init__(
+        self,
+        snapshot: Callable[[], DirectorySnapshot],
+        throttle: LoginThrottle,
+        protocol: Protocol,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._snapshot = snapshot
+        self._throttle = throttle
+        self.protocol = protocol
+        self._sleep = sleep
+
+    def settings(self) -> ProtocolSettings:
+        return protocol_settings(self._snapshot(), self.protocol)
+
+    def find(self, username: str) -> Recipient | None:
+        """The recipient a login name stands for: any of its addresses, or a bare local part
+        in the organization's default domain (what Exchange accepts besides the UPN)."""
+        snapshot = self._snapshot()
+        name = username.strip()
+        found = snapshot.recipient(name)
+        if found is None and "@" not in name:
+            default = snapshot.default_domain()
+            if default is not None:
+                found = snapshot.recipient(f"{name}@{default.name}")
+        return found
+
+    async def verify(self, ip: str, username: str, password: str) -> Recipient | None:
+        """The mailbox these credentials open for this protocol, or None (after the delay)."""
+        if self._throttle.blocked(ip, username):
+            log.info("%s login for %r from %s refused: throttled", self.protocol, username, ip)
+            await self._fail(ip, username, record=False)
+            return None
+        recipient = self.find(username)
+        mailbox = recipient if recipient is not None and recipient.kind is RecipientKind.MAILBOX else None
+        ok = await averify_password(mailbox.password_hash if mailbox else None, password)
+        if not ok or mailbox is None:
+            log.info("%s login for %r from %s failed: bad credentials", self.protocol, username, ip)
+            await self._fail(ip, username)
+            return None
+        if not self._allowed(mailbox):
+            log.info("%s login for %r from %s refused: protocol disabled", self.protocol, username, ip)
+            await self._fail(ip, username)
+            return None
+        self._throttle.record_success(ip, username)
+        return mailbox
+
+    def _allowed(self, mailbox: Recipient) -> bool:
+        enabled = mailbox.imap_enabled if self.protocol == "imap" else mailbox.pop_enabled
+        return (
+            enabled and self.settings().enabled and mailbox.guid is not None and mailbox.database is not None
+        )
+
+    async def _fail(self, ip: str, username: str, *, record: bool = True) -> None:
+        if record:
+            self._throttle.record_failure(ip, username)
+        delay = self._throttle.delay_for(ip, username)
+        if delay > 0:
+            await self._sleep(delay)
+
+
+class SessionCounter:
+    """Open connections of one service, per client address, and logged-in sessions per user."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self._by_ip: Counter[str] = Counter()
+        self._by_user: Counter[str] = Counter()
+
+    def admit(self, ip: str, settings: ProtocolSettings, *, per_ip: bool = True) -> bool:
+        """Count a new connection unless it is over MaxConnections or (with `per_ip`)
+        MaxConnectionFromSingleIP; the caller must `leave(ip)` once admitted."""
+        if self.total >= settings.max_connections:
+            return False
+        if per_ip and self._by_ip[ip] >= settings.max_connection_from_single_ip:
+            return False
+        self.total += 1
+        self._by_ip[ip] += 1
+        return True
+
+    def leave(self, ip: str) -> None:
+        self.total -= 1
+        self._by_ip[ip] -= 1
+        if self._by_ip[ip] <= 0:
+            del self._by_ip[ip]
+
+    def enter_user(self, key: str, settings: ProtocolSettings) -> bool:
+        """Count a logged-in session unless the user has MaxConnectionsPerUser already."""
+        if self._by_user[key] >= settings.max_connections_per_user:
+            return False
+        self._by_user[key] += 1
+        return True
+
+    def leave_user(self, key: str) -> None:
+        self._by_user[key] -= 1
+        if self._by_user[key] <= 0:
+            del self._by_user[key]
+
+    def sessions_of(self, key: str) -> int:
+        return self._by_user[key]
