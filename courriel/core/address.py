@@ -90,6 +90,8 @@ def parse_address(text: str) -> Address:
         raise AddressError("local part too long")
     if not (_DOT_ATOM.match(local) or _QUOTED.match(local)):
         raise AddressError("malformed local part")
+    if local.startswith('"') and _DOT_ATOM.match(local[1:-1]):
+        local = local[1:-1]  # RFC 5321 §4.1.2: "alice"@x is alice@x, needlessly quoted
     return Address(local, parse_domain(domain))
 
 

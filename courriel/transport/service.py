@@ -192,19 +192,22 @@ class TransportService:
         return Accepted(queue_id, message_id)
 
     def _after_commit(self, msg: QueuedMessage, sub: Submission, expanded: list[tuple[str, list[str]]]) -> None:
-        common = {"internal_message_id": msg.id, "message_id": msg.message_id, "sender": msg.sender, "subject": msg.subject}
-        self.tracking.write(
-            "RECEIVE", source=sub.source, recipients=[r.address for r in sub.recipients], connector=sub.connector,
-            client_ip=sub.client_ip, size=msg.size, **common,
-        )
+        def track(event: str, source: str, recipients: list[str], **extra: Any) -> None:
+            self.tracking.write(
+                event, source=source, recipients=recipients, internal_message_id=msg.id,
+                message_id=msg.message_id, sender=msg.sender, subject=msg.subject, **extra,
+            )
+
+        track("RECEIVE", sub.source, [r.address for r in sub.recipients], connector=sub.connector,
+              client_ip=sub.client_ip, size=msg.size)
         for group, members in expanded:
-            self.tracking.write("EXPAND", source="ROUTING", recipients=members, related=group, **common)
+            track("EXPAND", "ROUTING", members, related=group)
         failed = [r for r in msg.recipients if r.status == "failed"]
         if failed:
-            self.tracking.write("FAIL", source="ROUTING", recipients=[r.address for r in failed], recipient_status=failed[0].last_error, **common)
+            track("FAIL", "ROUTING", [r.address for r in failed], recipient_status=failed[0].last_error)
         unreachable = [r for r in msg.recipients if r.delivery_type == UNREACHABLE]
         if unreachable:
-            self.tracking.write("DEFER", source="ROUTING", recipients=[r.address for r in unreachable], recipient_status=unreachable[0].last_error, **common)
+            track("DEFER", "ROUTING", [r.address for r in unreachable], recipient_status=unreachable[0].last_error)
         self.dispatch(msg, [r for r in msg.recipients if r.status == "ready"])
 
     def dispatch(self, msg: QueuedMessage, rcpts: list[QueuedRecipient]) -> None:
