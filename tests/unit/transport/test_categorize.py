@@ -7,7 +7,13 @@ from dataclasses import dataclass, field
 
 from courriel.org.model import AcceptedDomain, DomainType, Recipient, RecipientKind, SendConnector
 from courriel.transport.categorize.resolver import Categorizer, EnvelopeRecipient
-from courriel.transport.route.nexthop import DNS_CONNECTOR, MAILBOX_DELIVERY, SMART_HOST_CONNECTOR, UNREACHABLE, external_hop
+from courriel.transport.route.nexthop import (
+    DNS_CONNECTOR,
+    MAILBOX_DELIVERY,
+    SMART_HOST_CONNECTOR,
+    UNREACHABLE,
+    external_hop,
+)
 
 
 @dataclass

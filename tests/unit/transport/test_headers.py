@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from courriel.transport.receive.headers import header_facts, received_header, submission_headers, with_protocol
+from courriel.transport.receive.headers import (
+    header_facts,
+    received_header,
+    submission_headers,
+    with_protocol,
+)
 
 
 def test_header_facts_reads_only_the_header_block() -> None:
