@@ -32,6 +32,8 @@ SEND_COLUMNS = (
     ("smart_hosts", "SmartHosts"),
     ("enabled", "Enabled"),
 )
+# New-SendConnector's singular spellings, as administrators type them: --address-space x --smart-host y
+SEND_ALIASES = {"address_spaces": "--address-space", "smart_hosts": "--smart-host"}
 RECEIVE_ALIASES = {"auth_mechanisms": "--auth-mechanism"}
 FIXED = ("server", "name")
 
@@ -64,11 +66,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     leaf(send, "list", "list send connectors", run_send_list, listing=True)
     new_send = leaf(send, "new", "create a send connector", run_send_new)
     new_send.add_argument("name", metavar="NAME")
-    new_send.set_defaults(fields=add_field_flags(new_send, SendConnector, exclude=("name",)))
+    new_send.set_defaults(fields=add_field_flags(new_send, SendConnector, exclude=("name",), aliases=SEND_ALIASES))
     set_send = leaf(send, "set", "change a send connector", run_send_set)
     set_send.add_argument("name", metavar="NAME")
     set_send.add_argument("--name", dest="new_name", metavar="NAME", help="rename it")
-    set_send.set_defaults(fields=add_field_flags(set_send, SendConnector, exclude=("name",)))
+    set_send.set_defaults(fields=add_field_flags(set_send, SendConnector, exclude=("name",), aliases=SEND_ALIASES))
     for verb, text, handler in (
         ("show", "show a send connector", run_send_show),
         ("remove", "remove a send connector", run_send_remove),

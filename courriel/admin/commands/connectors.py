@@ -48,7 +48,10 @@ async def set_receive_connector(
 
 
 async def new_send_connector(admin: Admin, name: str, raw: Mapping[str, str]) -> SendConnector:
-    return await admin.directory.new_send_connector(name, **parse_params(SendConnector, raw))
+    params = parse_params(SendConnector, raw)
+    if params.get("smart_hosts") and "dns_routing_enabled" not in params:
+        params["dns_routing_enabled"] = False  # smart hosts mean no MX routing, as the EAC sets it
+    return await admin.directory.new_send_connector(name, **params)
 
 
 async def set_send_connector(admin: Admin, name: str, raw: Mapping[str, str]) -> SendConnector:

@@ -137,12 +137,25 @@ def test_connectors_databases_and_settings(config: str, capsys: pytest.CaptureFi
         "Internet",
         "--address-spaces",
         "*",
+        "--dns-routing-enabled",
+        "true",
         "--smart-hosts",
         "relay.example.net",
         "--config",
         config,
     )
     assert code == 1 and "SmartHosts need DNSRoutingEnabled false" in err
+    # Smart hosts given without --dns-routing-enabled turn MX routing off, as the EAC does;
+    # the singular spellings of issue #4's example work too.
+    code, _, err = run(
+        capsys, "send-connector", "new", "Partner", "--address-space", "partner.example",
+        "--smart-host", "192.0.2.7", "--port", "2526", "--config", config,
+    )
+    assert code == 0, err
+    code, out, _ = run(capsys, "send-connector", "list", "--json", "--config", config)
+    partner = next(c for c in json.loads(out) if c["name"] == "Partner")
+    assert (partner["dns_routing_enabled"], partner["smart_hosts"], partner["port"]) == (False, ["192.0.2.7"], 2526)
+    assert run(capsys, "send-connector", "remove", "Partner", "--config", config)[0] == 0
     code, _, err = run(
         capsys,
         "send-connector",
