@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from courriel.core.errors import TransientError
@@ -36,6 +38,22 @@ from courriel.transport.tracking import TrackingLog
 
 log = logging.getLogger(__name__)
 SCAN_INTERVAL = 15.0  # seconds between scans for recipients due for another attempt
+WATCH_INTERVAL = 1.0  # seconds between looks at the queue file's change mark
+
+
+def changed_mark(queue_file: Path) -> Path:
+    """The file an admin command (queue/manage.py) replaces after changing this queue file: the
+    worker that owns the file then scans at once. A mark of its own, not the file's mtime or
+    SQLite's data_version: those also move with every commit of the worker itself."""
+    return queue_file.with_name(queue_file.name + ".changed")
+
+
+def _mark_state(mark: Path | None) -> tuple[int, int] | None:
+    try:
+        st = os.stat(mark) if mark is not None else None
+    except FileNotFoundError:
+        return None
+    return None if st is None else (st.st_ino, st.st_mtime_ns)
 
 
 @dataclass(slots=True)
@@ -276,8 +294,15 @@ class TransportService:
         return {"next_hop": hop.key, "delivery_type": hop.delivery_type, "status": "ready", "last_error": None}
 
     async def _scan_loop(self) -> None:
+        database = self.queue.reader.url.database
+        mark = changed_mark(Path(database)) if database and database != ":memory:" else None
+        seen, last = _mark_state(mark), time.monotonic()
         while True:
-            await asyncio.sleep(self.scan_interval)
+            await asyncio.sleep(min(WATCH_INTERVAL, self.scan_interval))
+            state = _mark_state(mark)
+            if state == seen and time.monotonic() - last < self.scan_interval:
+                continue
+            seen, last = state, time.monotonic()
             try:
                 await self._scan()
             except Exception:

@@ -1,4 +1,5 @@
-"""Message tracking (Get-MessageTrackingLog) and queues (Get-Queue, Get-Message) for the admin faces.
+"""Message tracking (Get-MessageTrackingLog) and queues (Get-Queue, Get-Message, Retry-Queue,
+Suspend-Message, Resume-Message, Remove-Message) for the admin faces.
 
 Both read what the transport writes on this server; the transport modules are imported when a
 command runs, so the directory commands work on a server where the transport is not installed.
@@ -54,3 +55,37 @@ async def list_messages(config: ServerConfig, queue: str | None = None) -> list[
     from courriel.transport.queue.inspect import list_messages as inspect_messages
 
     return await inspect_messages(config, queue=queue)
+
+
+async def retry_queue(config: ServerConfig, queue: str | None, all: bool = False) -> list[dict[str, Any]]:
+    from courriel.transport.queue import manage
+
+    return await manage.retry(config, queue, all)
+
+
+async def suspend_message(
+    config: ServerConfig, message: str, queue: str | None = None
+) -> list[dict[str, Any]]:
+    from courriel.transport.queue import manage
+
+    return await manage.suspend(config, message, queue)
+
+
+async def resume_message(
+    config: ServerConfig, message: str, queue: str | None = None
+) -> list[dict[str, Any]]:
+    from courriel.transport.queue import manage
+
+    return await manage.resume(config, message, queue)
+
+
+async def remove_message(config: ServerConfig, message: str, with_ndr: bool = False) -> list[dict[str, Any]]:
+    from courriel.transport.queue import manage
+
+    return await manage.remove(config, message, with_ndr)
+
+
+async def show_message(config: ServerConfig, message: str) -> dict[str, Any]:
+    from courriel.transport.queue import manage
+
+    return await manage.show(config, message)
