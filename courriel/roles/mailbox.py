@@ -99,27 +99,30 @@ class MailboxRole:
                 self.databases[name] = await MailboxDatabase.open(name, db.url, self.config.data_dir, self.blobs)
                 log.info("mailbox database %s mounted", name)
 
-    async def mailbox_full(self, recipient: Recipient) -> bool:
-        """ProhibitSendReceiveQuota reached? (the mailbox's own quota, else its database's).
+    async def mailbox_size(self, recipient: Recipient) -> int | None:
+        """The mailbox's size in bytes, for quota checks (None: not in a database mounted here).
 
-        The mailbox's size is trusted for USAGE_TTL seconds; after that the next RCPT waits for
-        a fresh one, and concurrent RCPTs to the same mailbox share that one query. The delivery
-        checks the quota again in the statement that stores the message.
+        A size is trusted for USAGE_TTL seconds; after that the next caller waits for a fresh
+        one, and concurrent callers for the same mailbox share that one query. Delivery checks
+        ProhibitSendReceiveQuota again in the statement that stores the message.
         """
         db = self.databases.get(recipient.database or "")
-        info = self.cache.snapshot.database(recipient.database or "")
-        quota = recipient.prohibit_send_receive_quota or (info.prohibit_send_receive_quota if info else None)
-        if db is None or quota is None or recipient.guid is None:
-            return False
+        if db is None or recipient.guid is None:
+            return None
         cached = self._usage.get(recipient.guid)
         if cached is not None and time.monotonic() - cached[0] <= USAGE_TTL:
-            return cached[1] >= quota
+            return cached[1]
         task = self._refreshing.get(recipient.guid)
         if task is None:
-            task = asyncio.create_task(self._refresh_usage(db, recipient.guid))
-            self._refreshing[recipient.guid] = task
-            task.add_done_callback(lambda _t, g=recipient.guid: self._refreshing.pop(g, None))
-        return await asyncio.shield(task) >= quota
+            guid = recipient.guid
+            task = asyncio.create_task(self._refresh_usage(db, guid))
+            self._refreshing[guid] = task
+
+            def forget(_task: asyncio.Task[int]) -> None:
+                self._refreshing.pop(guid, None)
+
+            task.add_done_callback(forget)
+        return await asyncio.shield(task)
 
     async def _refresh_usage(self, db: MailboxDatabase, guid: str) -> int:
         try:

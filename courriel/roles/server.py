@@ -82,7 +82,7 @@ class Server:
             transport_config=lambda: self.cache.snapshot.transport_config,
             sink=self.mailbox.transport,
             throttle=throttle,
-            mailbox_full=self.mailbox.mailbox_full,
+            mailbox_size=self.mailbox.mailbox_size,
         )
         self.smtp = SmtpListeners(
             server=cfg.name,

@@ -199,3 +199,20 @@ def test_sender_max_send_size(mailserver: MailServer) -> None:
         run(mailserver, "mailbox", "set", ALICE, "--max-send-size", "unlimited")
     delivered_once(mailserver, [BOB], small)
     delivered_once(mailserver, [BOB], big)  # the anonymous copy, and only that one
+
+
+def test_prohibit_send_quota_stops_submissions_but_not_receiving(mailserver: MailServer) -> None:
+    """ProhibitSendQuota: at or over it, the user may not send (554 5.2.2 at MAIL) but still receives."""
+    fill = token("sendquota")
+    with inbound(mailserver) as c:
+        assert c.transaction("filler@sender.test", [ALICE], message(fill, body=lines(20 * KB)))[-1].code == 250
+    poll(lambda: _count(mailserver, ALICE, fill), lambda n: n == 1, what="alice's 20 KB")
+    run(mailserver, "mailbox", "set", ALICE, "--prohibit-send-quota", "10KB")
+    try:
+        until(mailserver, "submission", f"MAIL FROM:<{ALICE}>", None, R.SEND_QUOTA_EXCEEDED)
+        with inbound(mailserver) as c:  # receiving is ProhibitSendReceiveQuota's business, not this one's
+            same(c.cmd("MAIL FROM:<someone@sender.test>"), R.SENDER_OK)
+            same(c.cmd(f"RCPT TO:<{ALICE}>"), R.RECIPIENT_OK)
+    finally:
+        run(mailserver, "mailbox", "set", ALICE, "--prohibit-send-quota", "unlimited")
+        until(mailserver, "submission", f"MAIL FROM:<{ALICE}>", None, R.SENDER_OK)

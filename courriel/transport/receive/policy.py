@@ -19,7 +19,14 @@ from typing import Protocol, TypeVar
 from courriel.core.address import Address
 from courriel.core.errors import TransientError
 from courriel.core.replies import Reply
-from courriel.org.model import DomainType, ReceiveConnector, Recipient, RecipientKind, TransportConfig
+from courriel.org.model import (
+    DomainType,
+    MailboxDatabase,
+    ReceiveConnector,
+    Recipient,
+    RecipientKind,
+    TransportConfig,
+)
 from courriel.proto.smtp import Envelope, MailParams, RcptParams, SessionInfo
 from courriel.security.passwords import averify_password
 from courriel.security.throttle import LoginThrottle
@@ -43,6 +50,7 @@ class MessageSink(Protocol):
 
 class PolicyDirectory(DirectoryView, Protocol):
     def recipient_by_id(self, rid: int) -> Recipient | None: ...
+    def database(self, name: str) -> MailboxDatabase | None: ...
 
 
 @dataclass
@@ -53,7 +61,7 @@ class ReceiveContext:
     transport_config: Callable[[], TransportConfig]
     sink: MessageSink
     throttle: LoginThrottle
-    mailbox_full: Callable[[Recipient], Awaitable[bool]]
+    mailbox_size: Callable[[Recipient], Awaitable[int | None]]
     # Both connection limits are the connector's own (research §2), so both counts are per connector.
     connections: dict[tuple[str, str], int] = field(default_factory=dict)  # (connector, client IP)
     sessions: dict[str, int] = field(default_factory=dict)  # connector
@@ -143,7 +151,20 @@ class ReceivePolicy:
                 return R.SENDER_DENIED
             if not authoritative and not granted & Right.ACCEPT_ANY_SENDER:
                 return R.SENDER_DENIED
+        if user is not None and await self._over_quota(user, "prohibit_send_quota"):
+            return R.SEND_QUOTA_EXCEEDED
         return R.SENDER_OK
+
+    async def _over_quota(self, recipient: Recipient, quota: str) -> bool:
+        """ProhibitSendQuota or ProhibitSendReceiveQuota reached: the mailbox's own, else its database's."""
+        limit = getattr(recipient, quota)
+        if limit is None:
+            database = self.ctx.directory().database(recipient.database or "")
+            limit = getattr(database, quota) if database is not None else None
+        if limit is None:
+            return False
+        size = await self.ctx.mailbox_size(recipient)
+        return size is not None and size >= limit
 
     async def rcpt(self, info: SessionInfo, rcpt: Address, params: RcptParams) -> Reply:
         granted = self._rights(info)
@@ -163,7 +184,7 @@ class ReceivePolicy:
             if self.unknown_recipients > TARPIT_AFTER:
                 await asyncio.sleep(self.connector.tarpit_interval)
             return R.UNKNOWN_RECIPIENT
-        if recipient.kind is RecipientKind.MAILBOX and await self.ctx.mailbox_full(recipient):
+        if recipient.kind is RecipientKind.MAILBOX and await self._over_quota(recipient, "prohibit_send_receive_quota"):
             return R.MAILBOX_FULL
         return R.RECIPIENT_OK
 

@@ -17,6 +17,7 @@ UNKNOWN_RECIPIENT = Reply(550, "5.1.10", "RESOLVER.ADR.RecipientNotFound; Recipi
 SEND_AS_DENIED = Reply(550, "5.7.60", "SMTP; Client does not have permissions to send as this sender")
 SENDER_DENIED = Reply(550, "5.7.1", "Client does not have permissions to send as this sender")
 MAILBOX_FULL = Reply(552, "5.2.2", "Mailbox full: the recipient's mailbox is over its quota")
+SEND_QUOTA_EXCEEDED = Reply(554, "5.2.2", "Your mailbox is over its send quota (ProhibitSendQuota); delete some items and try again")
 ORG_SIZE_EXCEEDED = Reply(552, "5.3.4", "Message size exceeds the organization's maximum message size")
 RECIPIENT_SIZE_EXCEEDED = Reply(552, "5.3.4", "Message size exceeds the recipient's maximum message size")
 # RFC 3463 X.2.3 (administrative length limit), as Exchange's RESOLVER.RST.SendSizeLimit.Sender.
