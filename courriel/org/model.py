@@ -186,6 +186,9 @@ class TransportConfig:
     transient_failure_retry_interval: float = 5 * 60.0
     transient_failure_retry_count: int = 6
     max_hop_count: int = 30
+    # Where mail to postmaster@<accepted domain> or to <Postmaster> goes when no recipient holds
+    # that address (RFC 5321 §4.5.1: it must be accepted); None: postmaster@<default domain>.
+    postmaster_address: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

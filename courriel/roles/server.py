@@ -83,6 +83,7 @@ class Server:
             sink=self.mailbox.transport,
             throttle=throttle,
             mailbox_size=self.mailbox.mailbox_size,
+            fqdn=cfg.fqdn,
         )
         self.smtp = SmtpListeners(
             server=cfg.name,

@@ -150,7 +150,7 @@ class TransportService:
             smtp.reporter = self.reports
 
     def _categorize(self, rcpts: list[EnvelopeRecipient]) -> list[QueuedRecipient]:
-        result = Categorizer(self.directory(), self.server).categorize(rcpts)
+        result = Categorizer(self.directory(), self.server, self.fqdn).categorize(rcpts)
         return queued_recipients(result, time.time(), self.transport_config().message_retry_interval)
 
     def _build(self, sub: Submission, queue_id: str) -> tuple[bytes, str | None, str | None]:
@@ -174,7 +174,7 @@ class TransportService:
         """Commit a message durably; raises TransientError if that cannot be done (the client gets 451)."""
         queue_id = new_id()
         data, message_id, subject = self._build(sub, queue_id)
-        result = Categorizer(self.directory(), self.server).categorize(sub.recipients)
+        result = Categorizer(self.directory(), self.server, self.fqdn).categorize(sub.recipients)
         now = time.time()
         rcpts = queued_recipients(result, now, self.transport_config().message_retry_interval)
         try:

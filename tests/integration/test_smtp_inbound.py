@@ -14,6 +14,7 @@ import asyncio
 import email
 import email.policy
 import smtplib
+import time
 
 import aiosmtplib
 import pytest
@@ -28,6 +29,8 @@ from tests.integration.server_state import (
     delivered_once,
     found,
     header_block,
+    poll,
+    run,
     token,
 )
 from tests.integration.smtp_wire import RawSmtp, client_tls, dot_stuffed, message, same
@@ -342,3 +345,31 @@ async def test_aiosmtplib_with_starttls(mailserver: MailServer) -> None:
     assert errors["nobody@example.test"].message.startswith("5.1.10 ")
     raw = (await asyncio.to_thread(delivered, mailserver, BOB, mark))[0]
     assert " with ESMTPS (TLS) id " in " ".join(header_block(raw).split())
+
+
+def test_postmaster_is_accepted_without_any_right_and_reaches_the_postmaster(mailserver: MailServer) -> None:
+    """RFC 5321 §4.5.1: <Postmaster> and postmaster@<accepted domain> MUST be accepted; the mail
+    goes to TransportConfig.PostmasterAddress when no recipient holds the address."""
+    with frontend(mailserver) as c:
+        c.ehlo()
+        same(c.cmd("MAIL FROM:<someone@sender.test>"), R.SENDER_OK)
+        same(c.cmd("RCPT TO:<Postmaster>"), R.RECIPIENT_OK)
+        same(c.cmd("RCPT TO:<POSTMASTER@example.test>"), R.RECIPIENT_OK)
+        same(c.cmd("RCPT TO:<postmaster@elsewhere.test>"), R.RELAY_DENIED)  # not a domain we serve
+    run(mailserver, "transport-config", "set", "--postmaster-address", ALICE)
+    try:
+        def attempt() -> bool:
+            mark = token("postmaster")
+            with frontend(mailserver) as c:
+                c.ehlo()
+                assert c.transaction("someone@sender.test", ["Postmaster"], message(mark))[-1].code == 250
+            deadline = time.monotonic() + 3  # the directory change reaches each worker within ~1 s
+            while time.monotonic() < deadline:
+                if found(mailserver, ALICE, mark):
+                    return True
+                time.sleep(0.2)
+            return False
+
+        poll(attempt, bool, what="mail to <Postmaster> in alice's Inbox")
+    finally:
+        run(mailserver, "transport-config", "set", "--postmaster-address", "")

@@ -12,7 +12,14 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from courriel.core.address import AddressError, parse_address
-from courriel.org.model import AcceptedDomain, DomainType, Recipient, RecipientKind, SendConnector
+from courriel.org.model import (
+    AcceptedDomain,
+    DomainType,
+    Recipient,
+    RecipientKind,
+    SendConnector,
+    TransportConfig,
+)
 from courriel.transport.route.nexthop import NextHop, external_hop, mailbox_hop
 
 MAX_EXPANSION_DEPTH = 32  # nested groups deeper than this are treated as a loop
@@ -21,8 +28,11 @@ MAX_EXPANSION_DEPTH = 32  # nested groups deeper than this are treated as a loop
 class DirectoryView(Protocol):
     def recipient(self, address: str) -> Recipient | None: ...
     def accepted_domain(self, domain: str) -> AcceptedDomain | None: ...
+    def default_domain(self) -> AcceptedDomain | None: ...
     def members(self, group_id: int) -> Sequence[Recipient]: ...
     def send_connectors(self) -> Sequence[SendConnector]: ...
+    @property
+    def transport_config(self) -> TransportConfig: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +67,10 @@ class Categorized:
 
 
 class Categorizer:
-    def __init__(self, directory: DirectoryView, server: str) -> None:
+    def __init__(self, directory: DirectoryView, server: str, fqdn: str | None = None) -> None:
         self.directory = directory
         self.server = server
+        self.fqdn = (fqdn or "").lower()
 
     def categorize(self, rcpts: Sequence[EnvelopeRecipient]) -> Categorized:
         out = Categorized()
@@ -73,6 +84,10 @@ class Categorizer:
     ) -> None:
         recipient = self.directory.recipient(address)
         if recipient is None:
+            postmaster = self._postmaster_for(address)
+            if postmaster is not None and postmaster.lower() != address.lower() and depth < MAX_EXPANSION_DEPTH:
+                self._resolve(postmaster, original, out, seen, groups, depth + 1)
+                return
             self._unresolved(address, original, out, seen)
             return
         if recipient.kind is RecipientKind.GROUP:
@@ -96,6 +111,19 @@ class Categorizer:
         out.resolved.append(
             Resolved(recipient.primary_address, original, mailbox_hop(recipient.database), recipient.guid, recipient)
         )
+
+    def _postmaster_for(self, address: str) -> str | None:
+        """postmaster@<accepted domain or our FQDN> with no recipient of its own: the organization's."""
+        local, _, domain = address.rpartition("@")
+        if local.lower() != "postmaster":
+            return None
+        if self.directory.accepted_domain(domain) is None and domain.lower() != self.fqdn:
+            return None
+        configured = self.directory.transport_config.postmaster_address
+        if configured:
+            return configured
+        default = self.directory.default_domain()
+        return f"postmaster@{default.name}" if default is not None else None
 
     def _unresolved(self, address: str, original: EnvelopeRecipient, out: Categorized, seen: set[str]) -> None:
         try:

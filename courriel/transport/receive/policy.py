@@ -62,6 +62,7 @@ class ReceiveContext:
     sink: MessageSink
     throttle: LoginThrottle
     mailbox_size: Callable[[Recipient], Awaitable[int | None]]
+    fqdn: str = ""  # the server's: <Postmaster> arrives as Postmaster@fqdn
     # Both connection limits are the connector's own (research §2), so both counts are per connector.
     connections: dict[tuple[str, str], int] = field(default_factory=dict)  # (connector, client IP)
     sessions: dict[str, int] = field(default_factory=dict)  # connector
@@ -166,7 +167,16 @@ class ReceivePolicy:
         size = await self.ctx.mailbox_size(recipient)
         return size is not None and size >= limit
 
+    def _is_postmaster(self, rcpt: Address) -> bool:
+        """RFC 5321 §4.5.1: postmaster of every domain we serve MUST be accepted, with no relay right."""
+        if rcpt.local.lower() != "postmaster":
+            return False
+        ours = {self.ctx.fqdn.lower(), (self.connector.fqdn or "").lower()} - {""}
+        return rcpt.domain in ours or self.ctx.directory().accepted_domain(rcpt.domain) is not None
+
     async def rcpt(self, info: SessionInfo, rcpt: Address, params: RcptParams) -> Reply:
+        if self._is_postmaster(rcpt):
+            return R.RECIPIENT_OK
         granted = self._rights(info)
         relay = bool(granted & Right.ACCEPT_ANY_RECIPIENT)
         local = rcpt.local.strip('"') if rcpt.is_quoted else rcpt.local

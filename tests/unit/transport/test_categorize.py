@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from courriel.org.model import AcceptedDomain, DomainType, Recipient, RecipientKind, SendConnector
+from courriel.org.model import (
+    AcceptedDomain,
+    DomainType,
+    Recipient,
+    RecipientKind,
+    SendConnector,
+    TransportConfig,
+)
 from courriel.transport.categorize.resolver import Categorizer, EnvelopeRecipient
 from courriel.transport.route.nexthop import (
     DNS_CONNECTOR,
@@ -22,6 +29,7 @@ class FakeDirectory:
     groups: dict[int, list[int]] = field(default_factory=dict)
     domains: dict[str, DomainType] = field(default_factory=dict)
     connectors: list[SendConnector] = field(default_factory=list)
+    transport_config: TransportConfig = field(default_factory=TransportConfig)
 
     def recipient(self, address: str) -> Recipient | None:
         key = address.lower()
@@ -30,6 +38,9 @@ class FakeDirectory:
     def accepted_domain(self, domain: str) -> AcceptedDomain | None:
         t = self.domains.get(domain.lower())
         return AcceptedDomain(domain, t) if t else None
+
+    def default_domain(self) -> AcceptedDomain | None:
+        return AcceptedDomain("example.test", DomainType.AUTHORITATIVE, default=True)
 
     def members(self, group_id: int) -> Sequence[Recipient]:
         return [r for r in self.recipients if r.id in self.groups.get(group_id, [])]
@@ -61,7 +72,7 @@ def directory() -> FakeDirectory:
 
 
 def run(*addresses: str, d: FakeDirectory | None = None):
-    return Categorizer(d or directory(), "mx1").categorize([EnvelopeRecipient(a) for a in addresses])
+    return Categorizer(d or directory(), "mx1", "mx1.example.test").categorize([EnvelopeRecipient(a) for a in addresses])
 
 
 def test_proxy_address_is_case_insensitive_and_resolves_to_the_primary() -> None:
@@ -108,3 +119,13 @@ def test_most_specific_address_space_wins_then_lowest_cost() -> None:
     assert external_hop("a.partner.test", conns, "mx1").delivery_type == DNS_CONNECTOR
     cheaper = [SendConnector("B", (("*", 2),)), SendConnector("A", (("*", 1),))]
     assert external_hop("x.example", cheaper, "mx1").connector == "A"
+
+
+def test_postmaster_goes_to_the_configured_address_else_fails() -> None:
+    d = directory()
+    out = run("postmaster@example.test", "Postmaster@mx1.example.test", d=d)
+    assert [(f.address, f.status) for f in out.failed] == [("postmaster@example.test", "5.1.10")] * 2
+    d.transport_config = TransportConfig(postmaster_address="alice@example.test")
+    out = run("Postmaster@mx1.example.test", "postmaster@example.test", d=d)
+    assert [(r.address, r.target) for r in out.resolved] == [("alice@example.test", "g1")]  # once, not twice
+    assert run("postmaster@elsewhere.test", d=d).resolved[0].hop.key == "unreachable:elsewhere.test"
