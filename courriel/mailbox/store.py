@@ -250,8 +250,14 @@ class MailboxDatabase:
     async def changes_since(self, folder_id: int, modseq: int) -> Changes:
         return await self._read(lambda c: query.changes_since(c, folder_id, modseq))
 
-    async def message_meta(self, folder_id: int, uids: Sequence[int]) -> list[MessageMeta]:
-        return await self._read(lambda c: query.message_meta(c, folder_id, uids))
+    async def message_meta(
+        self, folder_id: int, uids: Sequence[int], *, analysis: bool = True, text: bool = True
+    ) -> list[MessageMeta]:
+        """Without `analysis` ENVELOPE and BODYSTRUCTURE are None; without `text` the searchable
+        text is; without either, the headers too. Callers say what they will read."""
+        return await self._read(
+            lambda c: query.message_meta(c, folder_id, uids, analysis_columns=analysis, text=text)
+        )
 
     async def read_message(self, digest: str) -> bytes:
         return await self.blobs.get(digest)

@@ -179,8 +179,7 @@ class StoreAccount:
     async def message_meta(
         self, folder_id: int, uids: Sequence[int], *, analysis: bool, text: bool
     ) -> Sequence[MessageMeta]:
-        # The store returns every column for now; the flags say what the session will read.
-        return await self._db.message_meta(folder_id, uids)
+        return await self._db.message_meta(folder_id, uids, analysis=analysis, text=text)
 
     async def read_messages(self, digests: Sequence[str]) -> Mapping[str, bytes]:
         blobs = self._db.blobs

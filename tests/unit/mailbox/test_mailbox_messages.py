@@ -160,6 +160,14 @@ async def test_cached_analysis_is_shared_by_copies_and_dropped_with_the_last_one
     await store.expunge(inbox.id)
     (still,) = await store.message_meta(dest.id, [1])
     assert still.envelope == '("env")'  # the copy still references the digest
+    # Only the columns asked for: FETCH FLAGS reads none of the text; SEARCH reads headers and text.
+    await store.set_cache(meta.digest, headers="Subject: x")
+    (bare,) = await store.message_meta(dest.id, [1], analysis=False, text=False)
+    assert (bare.envelope, bare.headers, bare.text, bare.digest) == (None, None, None, meta.digest)
+    (searching,) = await store.message_meta(dest.id, [1], analysis=False, text=True)
+    assert (searching.envelope, searching.headers, searching.text) == (None, "Subject: x", "hello")
+    (fetching,) = await store.message_meta(dest.id, [1], analysis=True, text=False)
+    assert (fetching.bodystructure, fetching.headers, fetching.text) == ('("TEXT" "PLAIN")', "Subject: x", None)
     await store.expunge(dest.id)
     await store.append(GUID, "INBOX", await store.blobs.put(message(0) + b"m"))
     (fresh,) = await store.message_meta(inbox.id, [3])
