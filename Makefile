@@ -17,6 +17,11 @@ $(STAMP): pyproject.toml
 
 serve: $(STAMP)
 	$(BIN)/courriel demo init $(DEMO)
+	@echo "How to connect (users alice@example.test and bob@example.test, password courriel-demo; group team@example.test):"
+	@echo "  inbound SMTP   swaks --server 127.0.0.1:10025 --from you@elsewhere.test --to alice@example.test"
+	@echo "  submission     swaks --server 127.0.0.1:10587 --tls --auth-user alice@example.test --auth-password courriel-demo --from alice@example.test --to team@example.test"
+	@echo "  IMAP / POP3    127.0.0.1:10143 (STARTTLS), 10993 (TLS) / 127.0.0.1:10110 (STLS), 10995 (TLS); self-signed certificate"
+	@echo "  admin          $(BIN)/courriel --config $(DEMO)/courriel.toml mailbox list   (also: ports, tracking search, queue list)"
 	$(BIN)/courriel --config $(DEMO)/courriel.toml serve
 
 lint: $(STAMP)
