@@ -27,14 +27,20 @@ from courriel.storage.blobs import BlobStore
 
 PASSWORD = "courriel-test"
 SMTP_PORTS = {"frontend": 25, "client": 587, "outbound_proxy": 717, "transport": 2525, "client_proxy": 465}
+# Every seed port a test server may bind: SMTP, IMAP4/POP3 front and back ends, and 1465 (a test's
+# extra implicit-TLS connector).
+SEED_PORTS = (*SMTP_PORTS.values(), 143, 993, 110, 995, 1143, 1993, 1110, 1995, 1465)
+EPHEMERAL_START = 32768  # Linux's ip_local_port_range: outgoing connections take ports from there
 
 
-def free_offset(host: str = "127.0.0.1") -> int:
-    """A port offset under which every SMTP port of the server is free now."""
+def free_offset(host: str = "127.0.0.1", ports: tuple[int, ...] = SEED_PORTS) -> int:
+    """A port offset under which all `ports` are free now, all below the ephemeral range (there
+    any outgoing connection may take one of them at any moment)."""
+    span = EPHEMERAL_START - max(ports) - 10000
     for _ in range(200):
-        offset = 20000 + (os.getpid() * 7919 + int(time.time() * 1000)) % 30000
+        offset = 10000 + (os.getpid() * 7919 + int(time.time() * 1000)) % span
         ok = True
-        for port in SMTP_PORTS.values():
+        for port in ports:
             with socket.socket() as s:
                 try:
                     s.bind((host, port + offset))

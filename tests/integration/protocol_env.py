@@ -12,10 +12,8 @@ import asyncio
 import atexit
 import base64
 import shutil
-import socket
 import ssl
 import tempfile
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +24,7 @@ from courriel.org.cache import DirectoryCache
 from courriel.org.directory import Directory
 from courriel.org.model import Recipient
 from courriel.security.tls import client_context, ensure_certificate, server_context
+from tests.integration import mailserver
 
 PASSWORD = "secret"
 BACKEND_HOST = "127.0.0.2"
@@ -55,17 +54,8 @@ ALL_PORTS = (25, 587, 717, 2525, 465, 110, 143, 993, 995, 1110, 1143, 1993, 1995
 
 
 def free_offset(host: str = "127.0.0.1", ports: tuple[int, ...] = ALL_PORTS) -> int:
-    """A port offset under which all `ports` are free on `host` now."""
-    for attempt in range(500):
-        offset = 20000 + (attempt * 7919 + time.monotonic_ns() // 1000) % 30000
-        try:
-            for port in ports:
-                with socket.socket() as probe:
-                    probe.bind((host, port + offset))
-        except OSError:
-            continue
-        return offset
-    raise RuntimeError("no free port offset")
+    """A port offset under which all `ports` are free on `host` now (the harness's rule)."""
+    return mailserver.free_offset(host, ports)
 
 
 async def make_organization(directory: Directory) -> None:
