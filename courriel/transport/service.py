@@ -242,6 +242,24 @@ class TransportService:
     def _in_flight(self, rcpt_id: int) -> bool:
         return (self.smtp is not None and self.smtp.busy(rcpt_id)) or self.reports.in_flight(rcpt_id)
 
+    def _held(self, rcpt_id: int) -> bool:
+        """Is a delivery stage working on this recipient right now?"""
+        return self.local.busy(rcpt_id) or (self.smtp is not None and self.smtp.busy(rcpt_id))
+
+    async def _due(self, now: float) -> list[tuple[QueuedMessage, QueuedRecipient]]:
+        """Due recipients that no stage holds, as the queue has them now.
+
+        The queue is read twice. A stage commits its result before it lets go of a recipient,
+        so a row of the first read that no stage holds any more may be stale (delivered while
+        we read); the second read begins after that check and sees any such result. Without
+        it, a scan could hand a recipient that was just relayed to the SMTP stage again.
+        """
+        first = await self.queue.due(now)
+        free = {r.id for _, r in first if r.id is not None and not self._held(r.id)}
+        if not free:
+            return []
+        return [(m, r) for m, r in await self.queue.due(now) if r.id in free]
+
     async def start(self) -> None:
         """Resume after a restart: everything committed but not finished is attempted again."""
         await self._scan()
@@ -252,7 +270,7 @@ class TransportService:
         by_message: dict[str, tuple[QueuedMessage, list[QueuedRecipient]]] = {}
         changes: list[tuple[int, dict[str, Any]]] = []
         settled: list[Outcome] = []  # expired, or still without a route (a delay DSN may be due)
-        for msg, rcpt in await self.queue.due(now):
+        for msg, rcpt in await self._due(now):
             if rcpt.id is None:
                 continue
             if is_expired(msg.expires_at, now):

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-import pytest
-
 from courriel.core.replies import Reply
 from courriel.transport.categorize.resolver import EnvelopeRecipient
 from courriel.transport.queue.store import QueuedMessage, QueuedRecipient, RecipientResult
@@ -65,12 +63,6 @@ async def test_delay_notice_then_expiry_ndr(out: Outbound, bounces: Peer) -> Non
         await peer.stop()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known race (closing note, session 1): a periodic queue scan can re-dispatch a recipient "
-    "the SMTP stage has just relayed and recorded, so the peer gets it twice and two 'relayed' "
-    "DSNs go out (about 1 run in 3 here); the stages must remember recently recorded ids",
-)
 async def test_success_notices(out: Outbound, bounces: Peer) -> None:
     """NOTIFY=SUCCESS: "relayed" from us when the peer has no DSN; "expanded" for a group."""
     peer = await Peer("127.0.0.124", MX_PORT, dsn=False).start()

@@ -61,6 +61,10 @@ class LocalDelivery:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def busy(self, rcpt_id: int) -> bool:
+        """Is this recipient being delivered here?"""
+        return rcpt_id in self._in_flight
+
     async def drain(self) -> None:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
