@@ -83,3 +83,11 @@ def services_for(roles: frozenset[Role]) -> list[Service]:
 def offset_port(port: int, offset: int) -> int:
     """A port with the server's `port_offset` applied (10000 → 10025, 12525 …)."""
     return port + offset
+
+
+# The seed's flows with an Edge server name two send connectors per subscribed site
+# (exchange2013-facts.md §4); they and next-hop DNS complete the organization's flow table.
+EDGESYNC_INBOUND = "EdgeSync - Inbound to {site}"
+EDGESYNC_TO_INTERNET = "EdgeSync - {site} to Internet"
+SMTP_PORT = 25
+DNS_PORT = 53

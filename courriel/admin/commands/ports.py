@@ -1,5 +1,8 @@
 """`courriel ports`: what this server listens on, per role and service, as the seed's tables show it.
 
+With `--organization`, the whole organization's flows instead (org/flows.py computes them from a
+snapshot of the directory; admin/commands/nftables.py renders them as firewall rules).
+
 Built from the ports table (`core/ports.services_for`) for the server's roles, the receive
 connectors the directory holds for this server (an administrator may have moved or added some),
 and whether IMAP4 and POP3 are enabled. Each row gives the seed's port and the port actually
@@ -11,21 +14,24 @@ from __future__ import annotations
 from typing import Any
 
 from courriel.admin.commands.context import Admin
+from courriel.admin.commands.nftables import ruleset
 from courriel.core.errors import NotFound
 from courriel.core.ports import Role, Service, offset_port, services_for
 from courriel.org.defaults import SERVICE_ROLE
+from courriel.org.flows import SERVICE_OF_ROLE, Flow, organization_flows
 from courriel.org.ipranges import parse_binding
-from courriel.org.model import AuthMechanism, ReceiveConnector, TransportRole
+from courriel.org.model import AuthMechanism, ReceiveConnector, Server
+from courriel.org.snapshot import DirectorySnapshot
 
-_SERVICE_OF_ROLE = {
-    TransportRole.FRONTEND: "frontend-transport",
-    TransportRole.HUB: "transport",
-    TransportRole.EDGE: "edge-transport",
-}
 # IMAP4 and POP3 are off until an administrator enables them (front end and back end together, §3).
 # Seed services this version does not run yet: listed (they are part of the seed's table) but
-# never shown as listening.
-NOT_YET_BUILT = frozenset({"http-proxy", "http-backend", "edge-transport", "edgesync-directory"})
+# shown as NotAvailable. The HTTP proxy (443/80) and back end (444/81) leave the set when
+# HTTP_SERVED becomes True.
+HTTP_SERVED = False
+HTTP_SERVICES = frozenset({"http-proxy", "http-backend"})
+NOT_YET_BUILT = frozenset({"edge-transport", "edgesync-directory"}) | (
+    frozenset() if HTTP_SERVED else HTTP_SERVICES
+)
 _PROTOCOL_OF_SERVICE = {
     "imap-proxy": "imap",
     "imap-backend": "imap",
@@ -132,9 +138,34 @@ async def listening_ports(admin: Admin) -> list[dict[str, Any]]:
     for extra in connectors.values():  # connectors an administrator added
         rows += connector_rows(
             SERVICE_ROLE[extra.transport_role],
-            _SERVICE_OF_ROLE[extra.transport_role],
+            SERVICE_OF_ROLE[extra.transport_role],
             extra,
             extra.comment or "Receive connector added by an administrator",
             config.port_offset,
         )
     return rows
+
+
+async def organization_ports(
+    admin: Admin, server: str | None = None
+) -> tuple[DirectorySnapshot, list[Flow], list[Server]]:
+    """One directory snapshot, its flows (those `server` sends or receives, when given) and the servers concerned."""
+    snapshot = await admin.directory.snapshot()
+    servers = sorted(snapshot.servers(), key=lambda s: s.name.casefold())
+    if server is not None:
+        found = snapshot.server(server)
+        if found is None:
+            raise NotFound(f"no server named {server!r} in the directory")
+        servers = [found]
+    return snapshot, organization_flows(snapshot, None if server is None else servers[0].name), servers
+
+
+async def organization_nftables(admin: Admin, server: str | None = None) -> str:
+    """The `nft -f` ruleset that allows exactly the organization's flows to its servers."""
+    snapshot, flows, servers = await organization_ports(admin, server)
+    scope = f"server {servers[0].name}" if server is not None else "every server"
+    heading = (
+        f"Courriel: the flows to {scope} of {snapshot.organization or 'the organization'}, "
+        f"directory version {snapshot.version} (courriel ports --organization)"
+    )
+    return ruleset(flows, servers, heading)
