@@ -34,8 +34,9 @@ async def current_version(conn: AsyncConnection, component: str) -> int:
 async def migrate(engine: AsyncEngine, component: str, steps: Sequence[Step]) -> int:
     """Apply the steps not yet applied; returns the version now in force.
 
-    On PostgreSQL several servers may open a new directory at once: an advisory lock held for the
-    whole run makes them take turns (SQLite's BEGIN IMMEDIATE already does).
+    Several processes may open a new database at once (servers sharing a directory, a server's
+    workers). On PostgreSQL an advisory lock held for the whole run makes them take turns; on
+    SQLite each step re-reads the version inside its BEGIN IMMEDIATE transaction.
     """
     if engine.dialect.name != "postgresql":
         return await _migrate(engine, component, steps)
@@ -58,6 +59,10 @@ async def _migrate(engine: AsyncEngine, component: str, steps: Sequence[Step]) -
         )
     for number in range(version + 1, len(steps) + 1):
         async with engine.begin() as conn:
+            # Read again under the step's write lock (BEGIN IMMEDIATE on SQLite): another process
+            # opening the same new database (a second worker) may have applied it meanwhile.
+            if await current_version(conn, component) >= number:
+                continue
             await steps[number - 1](conn)
             if number == 1:
                 await conn.execute(schema_versions.insert().values(component=component, version=1))
