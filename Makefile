@@ -34,6 +34,7 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python bench/smtp_inbound.py
+	$(BIN)/python bench/topology.py
 
 demo-reset:
 	rm -rf $(DEMO)

@@ -1,7 +1,7 @@
 """The organization directory (the seed's Active Directory): one SQL database shared by every server.
 
 `Directory` joins the store's parts — organization settings, accepted domains, recipients,
-topology and connectors — over one engine; SQLite for a single server, PostgreSQL for an
+topology, connectors and the organization CA — over one engine; SQLite for a single server, PostgreSQL for an
 organization of several. It is the write path (the `courriel` command, the admin API, setup);
 servers read through org/cache.py, which keeps a snapshot in memory and follows the version.
 """
@@ -14,6 +14,7 @@ from types import TracebackType
 from sqlalchemy import select
 
 from courriel.org import schema as t
+from courriel.org.certificates import CertificateOps
 from courriel.org.codec import build
 from courriel.org.connectors import ConnectorOps, load_receive_connectors, load_send_connectors
 from courriel.org.domains import DomainOps, load_domains
@@ -28,7 +29,7 @@ from courriel.storage.engine import dispose, open_engine, open_reader
 from courriel.storage.migrations import migrate
 
 
-class Directory(OrganizationOps, DomainOps, RecipientOps, GroupOps, TopologyOps, ConnectorOps):
+class Directory(OrganizationOps, DomainOps, RecipientOps, GroupOps, TopologyOps, ConnectorOps, CertificateOps):
     """Async CRUD over the directory; every method returns model objects (org/model.py)."""
 
     @classmethod

@@ -341,6 +341,30 @@ class RecipientOps(DirectoryStore):
                 return await load_recipients(conn)
             return await load_recipients(conn, t.recipients.c.kind == RecipientKind(kind).value)
 
+    async def switch_mailbox_database(self, key: str, database: str, *, expected: str) -> Recipient:
+        """The last step of a mailbox move: the mailbox now lives in `database`.
+
+        Compare-and-set: refused unless the mailbox is still in `expected` (another move or an
+        admin got there first), so two moves of one mailbox cannot both switch it.
+        """
+        db = t.mailbox_databases
+        async with self._write() as conn:
+            found = await find_recipient(conn, key, RecipientKind.MAILBOX)
+            if (found.database or "").casefold() != expected.casefold():
+                raise Conflict(
+                    f"{found.primary_address} is in database {found.database}, not {expected}: "
+                    "it was moved meanwhile"
+                )
+            row = (
+                await conn.execute(select(db.c.id, db.c.mounted).where(db.c.name_key == name_key(database)))
+            ).first()
+            if row is None:
+                raise NotFound(f"no mailbox database named {database!r}")
+            if not row.mounted:
+                raise PermanentError(f"mailbox database {database} is dismounted; mount it first")
+            await conn.execute(update(t.recipients).where(t.recipients.c.id == found.id).values(database_id=row.id))
+            return (await load_recipients(conn, t.recipients.c.id == found.id))[0]
+
     async def database_for(self, recipient: Recipient | str) -> MailboxDatabase:
         """The mailbox database holding a mailbox (the locator's question)."""
         found = recipient if isinstance(recipient, Recipient) else await self.get_recipient(recipient)

@@ -14,11 +14,13 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Float,
     ForeignKey,
     Integer,
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -150,6 +152,17 @@ send_connectors = Table(
     Column("params", JSON, nullable=False),
 )
 
+# The organization's certificate authority (org/certificates.py): one row, made once. The key
+# sits with the rest of the directory: whoever can write the directory governs the organization.
+certificate_authority = Table(
+    "org_certificate_authority",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("certificate", Text, nullable=False),
+    Column("private_key", Text, nullable=False),
+    Column("created", Float, nullable=False),
+)
+
 
 async def _seed_version_row(conn: AsyncConnection) -> None:
     await conn.execute(directory_version.insert().values(id=1, version=0))
@@ -163,4 +176,9 @@ def _initial(create: Step) -> Step:
     return step
 
 
-MIGRATIONS: list[Step] = [_initial(create_tables(metadata))]
+async def _add_certificate_authority(conn: AsyncConnection) -> None:
+    # A new directory has the table from step 1 already (it is in `metadata`): checkfirst.
+    await conn.run_sync(lambda c: certificate_authority.create(c, checkfirst=True))
+
+
+MIGRATIONS: list[Step] = [_initial(create_tables(metadata)), _add_certificate_authority]

@@ -2,13 +2,19 @@
 
 Builds the concrete parts of DESIGN.md §3–§4 for one server and keeps the set of open mailbox
 databases in step with the directory (a database mounted here later is opened when it appears).
+With the organization's credentials, mail for a database mounted on another Mailbox server is
+relayed there and FrontEndProxyEnabled connectors go through a Client Access server
+(transport/deliver/organization.py). Worker 0 forgets delivery keys older than the duplicate
+window once an hour (transport/deliver/local.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from datetime import UTC, datetime
 
 from courriel.config.schema import ServerConfig
 from courriel.dns import NextHopResolver
@@ -16,8 +22,10 @@ from courriel.mailbox.errors import NoSuchMailbox
 from courriel.mailbox.store import MailboxDatabase
 from courriel.org.cache import DirectoryCache
 from courriel.org.model import LoggingLevel, Recipient
-from courriel.storage.blobs import BlobStore
-from courriel.transport.deliver.local import LocalDelivery
+from courriel.security.orgca import OrgCredentials
+from courriel.storage.blobs import BlobStore, open_database_blobs
+from courriel.transport.deliver.local import DUPLICATE_WINDOW, LocalDelivery
+from courriel.transport.deliver.organization import OrgLinks
 from courriel.transport.deliver.smtp import SmtpDelivery
 from courriel.transport.protocol_log import ProtocolLog
 from courriel.transport.queue.inspect import queue_path
@@ -27,11 +35,19 @@ from courriel.transport.tracking import TrackingLog
 
 log = logging.getLogger(__name__)
 USAGE_TTL = 2.0  # seconds a mailbox's size is trusted for RCPT-time quota checks
+PRUNE_INTERVAL = 3600.0  # seconds between prunes of old delivery keys
 
 
 class MailboxRole:
-    def __init__(self, config: ServerConfig, cache: DirectoryCache, worker: int = 0) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        cache: DirectoryCache,
+        worker: int = 0,
+        credentials: OrgCredentials | None = None,
+    ) -> None:
         self.config = config
+        self.credentials = credentials
         self.worker = worker
         self.cache = cache
         self.blobs = BlobStore(config.data_dir / "blobs")
@@ -41,6 +57,7 @@ class MailboxRole:
         self._refreshing: dict[str, asyncio.Task[int]] = {}
         self.queue: QueueStore
         self.transport: TransportService
+        self._pruner: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.queue = await QueueStore.open(queue_path(self.config, self.worker))
@@ -50,6 +67,7 @@ class MailboxRole:
             queue=self.queue,
             tracking=self.tracking,
             directory=lambda: self.cache.snapshot,
+            blobs=self.blobs,
         )
         cfg = self.config
         smtp = SmtpDelivery(
@@ -63,6 +81,9 @@ class MailboxRole:
             protocol_log=ProtocolLog(
                 cfg.data_dir / "logs" / "protocol" / "smtp-send", self._send_logging_enabled, prefix="SEND"
             ),
+            organization=OrgLinks(cfg.name, lambda: self.cache.snapshot, self.credentials)
+            if self.credentials is not None
+            else None,
         )
         self.transport = TransportService(
             server=self.config.name,
@@ -74,8 +95,11 @@ class MailboxRole:
             tracking=self.tracking,
             local=local,
             smtp=smtp,
+            topology=lambda: self.cache.snapshot,
         )
         await self.transport.start()
+        if self.worker == 0:
+            self._pruner = asyncio.create_task(self._prune_loop(), name="delivery-key-prune")
 
     def _send_logging_enabled(self, connector: str) -> bool:
         return any(
@@ -92,12 +116,24 @@ class MailboxRole:
         }
         for name in list(self.databases):
             if name not in wanted:
-                await self.databases.pop(name).close()
+                await self._close(self.databases.pop(name))
                 log.info("mailbox database %s closed", name)
         for name, db in wanted.items():
             if name not in self.databases:
-                self.databases[name] = await MailboxDatabase.open(name, db.url, self.config.data_dir, self.blobs)
+                # Each database reads and writes its own blob store: its bodies travel with it.
+                blobs = await open_database_blobs(db.url, self.config.data_dir, self.blobs)
+                try:
+                    self.databases[name] = await MailboxDatabase.open(name, db.url, self.config.data_dir, blobs)
+                except BaseException:
+                    if blobs is not self.blobs:
+                        await blobs.close()
+                    raise
                 log.info("mailbox database %s mounted", name)
+
+    async def _close(self, db: MailboxDatabase) -> None:
+        await db.close()
+        if db.blobs is not self.blobs:
+            await db.blobs.close()
 
     async def mailbox_size(self, recipient: Recipient) -> int | None:
         """The mailbox's size in bytes, for quota checks (None: not in a database mounted here).
@@ -132,10 +168,30 @@ class MailboxRole:
         self._usage[guid] = (time.monotonic(), size)
         return size
 
+    async def _prune_loop(self) -> None:
+        """Forget delivery keys older than the duplicate window, and never younger than a message
+        can still be retried by a previous hop (its expiration timeout)."""
+        while True:
+            window = max(DUPLICATE_WINDOW, self.cache.snapshot.transport_config.message_expiration_timeout + 86400.0)
+            cutoff = datetime.fromtimestamp(time.time() - window, UTC)
+            for name, db in list(self.databases.items()):
+                try:
+                    pruned = await db.prune_delivery_keys(cutoff)
+                except Exception:
+                    log.exception("pruning delivery keys of %s failed", name)
+                    continue
+                if pruned:
+                    log.info("mailbox database %s: %d delivery keys past the duplicate window forgotten", name, pruned)
+            await asyncio.sleep(PRUNE_INTERVAL)
+
     async def stop(self) -> None:
+        if self._pruner is not None:
+            self._pruner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pruner
         await self.transport.stop()
         await self.queue.close()
         for db in self.databases.values():
-            await db.close()
+            await self._close(db)
         self.databases.clear()
 

@@ -1,14 +1,22 @@
 """`courriel serve`: one server running the roles its config names, in one or more worker processes.
 
 This is the composition root (DESIGN.md §5): the only place that wires concrete parts together.
-Start order: TLS material, directory and its cache, server registration, the Mailbox role (queue,
-databases, transport), then the listeners. Directory changes re-read connectors, databases and
-protocol settings. Stop order is the reverse; SIGTERM and SIGINT stop gracefully.
+Start order: TLS material, directory and its cache, server registration, the organization
+credentials, the Mailbox role (queue, databases, transport) if the server has it, the Front End
+Transport if it has Client Access, then the listeners. Directory changes re-read connectors,
+databases and protocol settings. Stop order is the reverse; SIGTERM and SIGINT stop gracefully.
+
+Any subset of client-access and mailbox runs (DESIGN.md §2). A receive connector hands its
+transactions to its own service: Transport connectors ("Default <server>", "Client Proxy") to
+the local queue; Front End Transport connectors to the stateless front-end proxy
+(clientaccess/smtp_proxy.py), except that where the Mailbox role shares the process, "Default
+Frontend" and "Client Frontend" hand over to the local transport in process (the hop over the
+network would change nothing but the cost).
 
 A Python process tops out near one core (DESIGN.md §6), so with `server.workers` > 1 the server
-forks that many workers. Each is a whole transport with its own queue file and its own SMTP
-listeners on the shared ports (SO_REUSEPORT: the kernel spreads connections); worker 0 also runs
-IMAP4 and POP3. The parent only supervises: it restarts a worker that dies, and if the parent
+forks that many workers. Each runs every role of the server (with the Mailbox role, a transport
+with its own queue file) and listens on the shared ports (SO_REUSEPORT: the kernel spreads
+connections), SMTP as IMAP4 and POP3. The parent only supervises: it restarts a worker that dies, and if the parent
 itself is killed the kernel kills the workers (PR_SET_PDEATHSIG), so nothing is left bound.
 """
 
@@ -19,23 +27,71 @@ import ctypes
 import logging
 import os
 import signal
+import ssl
 import sys
 import time
+from collections.abc import Callable
 
+from courriel.clientaccess.locator import BackendLocator
+from courriel.clientaccess.smtp_outbound import OutboundProxy
+from courriel.clientaccess.smtp_proxy import FrontEndTransport
 from courriel.config.schema import ServerConfig
-from courriel.core.ports import Role
+from courriel.core.errors import TransientError
+from courriel.core.ids import new_id
+from courriel.core.ports import DEFAULT_FRONTEND, Role
+from courriel.dns import NextHopResolver
 from courriel.org.cache import DirectoryCache
 from courriel.org.directory import Directory
+from courriel.org.model import LoggingLevel, ReceiveConnector, Recipient, TransportRole
+from courriel.roles.credentials import server_credentials
+from courriel.roles.http import HttpServices
 from courriel.roles.mailbox import MailboxRole
 from courriel.roles.protocols import ProtocolServices
 from courriel.roles.smtp_listeners import SmtpListeners
+from courriel.security.orgca import OrgCredentials
 from courriel.security.throttle import LoginThrottle
-from courriel.security.tls import ensure_certificate, server_context
-from courriel.transport.receive.policy import ReceiveContext
+from courriel.security.tls import client_context, ensure_certificate, server_context
+from courriel.transport.deliver.client import ProtocolLogger
+from courriel.transport.protocol_log import ProtocolLog
+from courriel.transport.receive.policy import MessageSink, ReceiveContext
+from courriel.transport.route.organization import INTRA_ORG_CONNECTOR
+from courriel.transport.service import Accepted, Submission
 
 log = logging.getLogger("courriel")
 PR_SET_PDEATHSIG = 1
 RESTART_DELAY = 1.0  # seconds before a crashed worker is started again
+
+
+class ConnectorSink:
+    """Each transaction to the service of the receive connector that took it (module docstring)."""
+
+    def __init__(
+        self,
+        connectors: Callable[[], tuple[ReceiveConnector, ...]],
+        transport: MessageSink | None,
+        frontend: FrontEndTransport | None,
+    ) -> None:
+        self.connectors = connectors
+        self.transport = transport
+        self.frontend = frontend
+
+    def _frontend_role(self, name: str | None) -> bool:
+        key = (name or "").casefold()
+        return any(c.name.casefold() == key and c.transport_role is TransportRole.FRONTEND for c in self.connectors())
+
+    async def submit(self, sub: Submission) -> Accepted:
+        frontend = self.frontend
+        local = self.transport is not None and not (frontend is not None and frontend.is_outbound_proxy(sub.connector))
+        if frontend is not None and not local and self._frontend_role(sub.connector):
+            handed = await frontend.submit(sub)
+            return Accepted(handed.queue_id, handed.message_id)
+        if self.transport is None:  # a Transport connector on a server without the Mailbox role
+            raise TransientError("Temporary failure storing the message", f"{sub.connector}: no Mailbox role here")
+        return await self.transport.submit(sub)
+
+
+async def _no_mailbox_size(_recipient: Recipient) -> int | None:
+    return None
 
 
 class Server:
@@ -50,6 +106,9 @@ class Server:
         self.mailbox: MailboxRole | None = None
         self.smtp: SmtpListeners | None = None
         self.protocols: ProtocolServices | None = None
+        self.http: HttpServices | None = None
+        self.frontend: FrontEndTransport | None = None
+        self._send_log: ProtocolLog | None = None
         self._cache_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -71,18 +130,25 @@ class Server:
             )
         self.cache = DirectoryCache(self.directory)
         await self.cache.load()
+        if not cfg.roles & {Role.MAILBOX, Role.CLIENT_ACCESS}:
+            raise SystemExit("courriel: the edge role is not served by this command yet")
+        credentials = await server_credentials(self.directory, cfg)
         if Role.MAILBOX in cfg.roles:
-            self.mailbox = MailboxRole(cfg, self.cache, worker=self.worker)
+            self.mailbox = MailboxRole(cfg, self.cache, worker=self.worker, credentials=credentials)
             await self.mailbox.start()
-        if self.mailbox is None:
-            raise SystemExit("courriel: a server without the mailbox role needs the role-split issue's front-end proxy")
+        if Role.CLIENT_ACCESS in cfg.roles:
+            self.frontend = self._frontend(credentials)
         throttle = LoginThrottle()
         context = ReceiveContext(
             directory=lambda: self.cache.snapshot,
             transport_config=lambda: self.cache.snapshot.transport_config,
-            sink=self.mailbox.transport,
+            sink=ConnectorSink(
+                lambda: self.cache.snapshot.receive_connectors(cfg.name),
+                self.mailbox.transport if self.mailbox is not None else None,
+                self.frontend,
+            ),
             throttle=throttle,
-            mailbox_size=self.mailbox.mailbox_size,
+            mailbox_size=self.mailbox.mailbox_size if self.mailbox is not None else _no_mailbox_size,
             fqdn=cfg.fqdn,
         )
         self.smtp = SmtpListeners(
@@ -94,13 +160,64 @@ class Server:
             tls=tls,
             log_dir=cfg.data_dir / "logs" / "protocol" / "smtp-receive",
             reuse_port=self.workers > 1,
+            credentials=credentials,
         )
         await self.smtp.reconcile()
-        if self.worker == 0:
-            self.protocols = ProtocolServices(cfg, self.cache, self.mailbox, tls, throttle)
-            await self.protocols.start()
+        self.http = HttpServices(cfg, self.cache, tls, throttle, org=credentials, reuse_port=self.workers > 1)
+        await self.http.start()
+        # Every worker serves IMAP4 and POP3 on the shared ports, as SMTP (roles/protocols.py).
+        self.protocols = ProtocolServices(
+            cfg, self.cache, self.mailbox, tls, throttle, reuse_port=self.workers > 1
+        )
+        await self.protocols.start()
         self.cache.subscribe(self._directory_changed)
         self._cache_task = asyncio.create_task(self.cache.run(), name="directory-cache")
+
+    def _frontend(self, credentials: OrgCredentials) -> FrontEndTransport:
+        """Front End Transport: relays to Mailbox servers (organization certificate) and, for
+        "Outbound Proxy Frontend", to the Internet; its send-side protocol log is its own."""
+        cfg = self.config
+        snapshot = lambda: self.cache.snapshot  # noqa: E731
+        self._send_log = send_log = ProtocolLog(
+            cfg.data_dir / "logs" / "protocol" / "frontend" / "smtp-send", self._send_logging_enabled, prefix="SEND"
+        )
+
+        def session_log(connector: str) -> ProtocolLogger:
+            session = new_id()[-12:]
+            return lambda event, text: send_log.write(connector, session, event, text)
+
+        backend_tls = credentials.client_context()
+        # As a user (Client Frontend → Client Proxy): the back end's certificate checked against
+        # the organization CA, none of ours shown, so the user's own rights apply there.
+        user_tls = client_context(verify=False)
+        user_tls.verify_mode = ssl.CERT_REQUIRED
+        user_tls.load_verify_locations(cadata=credentials.ca_pem.decode("ascii"))
+        return FrontEndTransport(
+            server=cfg.name,
+            fqdn=cfg.fqdn,
+            locator=BackendLocator(snapshot, cfg.name, cfg.listen),
+            directory=snapshot,
+            backend_tls=lambda: backend_tls,
+            user_tls=lambda: user_tls,
+            outbound=OutboundProxy(
+                directory=snapshot,
+                resolver=NextHopResolver(list(cfg.dns_nameservers) or None, timeout=cfg.dns_timeout),
+                fqdn=cfg.fqdn,
+                protocol_log=session_log,
+            ),
+            protocol_log=lambda: session_log(INTRA_ORG_CONNECTOR),
+        )
+
+    def _send_logging_enabled(self, connector: str) -> bool:
+        """Sessions to Mailbox servers are logged as "Default Frontend" is (Verbose by default);
+        sessions to the Internet as their send connector says."""
+        snapshot = self.cache.snapshot
+        if connector == INTRA_ORG_CONNECTOR:
+            name = DEFAULT_FRONTEND.format(server=self.config.name).casefold()
+            levels = [c.protocol_logging_level for c in snapshot.receive_connectors(self.config.name) if c.name.casefold() == name]
+        else:
+            levels = [c.protocol_logging_level for c in snapshot.send_connectors() if c.name == connector]
+        return LoggingLevel.VERBOSE in levels
 
     async def _on_change(self) -> None:
         try:
@@ -125,6 +242,9 @@ class Server:
         if self.protocols is not None:
             for service, host, port in self.protocols.bound():
                 lines.append(f"  {service:<5} {host}:{port:<6}")
+        if self.http is not None:
+            for service, host, port in self.http.bound():
+                lines.append(f"  {service:<5} {host}:{port:<6}")
         return lines
 
     async def stop(self) -> None:
@@ -132,8 +252,14 @@ class Server:
             self._cache_task.cancel()
         if self.smtp is not None:
             await self.smtp.stop()
+        if self.http is not None:
+            await self.http.stop()
         if self.protocols is not None:
             await self.protocols.stop()
+        if self.frontend is not None:
+            await self.frontend.stop()
+        if self._send_log is not None:
+            self._send_log.close()
         if self.mailbox is not None:
             await self.mailbox.stop()
         await self.directory.close()

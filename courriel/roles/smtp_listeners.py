@@ -6,6 +6,14 @@ receive-connector set` applies to the next connection; binding changes open and 
 A listener's own settings follow its connectors at each directory change: the timeouts (the most
 generous of the binding's connectors, so that no connector's clients are cut early) and implicit
 TLS (RFC 8314 §3; a change of it reopens the listener).
+
+With the organization's credentials, a binding where servers connect (a connector grants
+ExchangeServers) and that no connector opens to AnonymousUsers or Partners — the Transport
+service's "Default" and "Client Proxy", "Outbound Proxy Frontend" — presents the organization
+certificate, asks TLS clients for theirs and recognizes servers of the organization by it (the
+ExchangeServer mechanism, security/orgca.py). Other bindings keep the public certificate and
+never ask: no Internet sender meets a request its software cannot answer, and submission
+clients (587) see the certificate they were told to trust.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from courriel.core.replies import Reply
 from courriel.org.ipranges import Binding, parse_binding
 from courriel.org.model import AuthMechanism, LoggingLevel, PermissionGroup, ReceiveConnector
 from courriel.proto.smtp import SessionInfo, SessionSettings
+from courriel.security.orgca import OrgCredentials
 from courriel.services.smtp_server import SmtpListener
 from courriel.transport.protocol_log import ProtocolLog
 from courriel.transport.receive.connectors import offers_basic_auth, select_connector
@@ -26,6 +35,8 @@ from courriel.transport.receive.policy import ReceiveContext, ReceivePolicy
 
 log = logging.getLogger(__name__)
 NO_SERVICE = Reply(554, "5.7.1", "No SMTP service for your address")
+PUBLIC_GROUPS = frozenset({PermissionGroup.ANONYMOUS_USERS, PermissionGroup.PARTNERS})
+SERVER_GROUPS = frozenset({PermissionGroup.EXCHANGE_SERVERS, PermissionGroup.EXCHANGE_LEGACY_SERVERS})
 
 
 class RefusingPolicy(ReceivePolicy):
@@ -67,6 +78,7 @@ class SmtpListeners:
         tls: ssl.SSLContext | None,
         log_dir: Path,
         reuse_port: bool = False,
+        credentials: OrgCredentials | None = None,
     ) -> None:
         self.server = server
         self.fqdn = fqdn
@@ -77,6 +89,8 @@ class SmtpListeners:
         self.protocol_log = ProtocolLog(log_dir, self._logging_enabled)
         self.listeners: dict[Binding, SmtpListener] = {}
         self.reuse_port = reuse_port  # several worker processes share each port
+        self.credentials = credentials
+        self.servers_tls = credentials.accept_servers(tls) if credentials is not None and tls is not None else None
 
     def _logging_enabled(self, connector: str) -> bool:
         return any(c.name == connector and c.protocol_logging_level is LoggingLevel.VERBOSE for c in self.connectors())
@@ -93,13 +107,19 @@ class SmtpListeners:
     def _implicit_tls(self, connectors: list[ReceiveConnector]) -> bool:
         return self.tls is not None and any(c.implicit_tls for c in connectors)
 
+    def _context(self, connectors: list[ReceiveConnector]) -> ssl.SSLContext | None:
+        """The organization's listener context where servers connect and the public does not."""
+        groups = {g for c in connectors for g in c.permission_groups}
+        for_servers = bool(groups & SERVER_GROUPS) and not groups & PUBLIC_GROUPS
+        return self.servers_tls if for_servers and self.servers_tls is not None else self.tls
+
     @staticmethod
     def _apply_timeouts(listener: SmtpListener, connectors: list[ReceiveConnector]) -> None:
         """ConnectionInactivityTimeout and ConnectionTimeout; read by the next wait or session."""
         listener.idle_timeout = max(c.connection_inactivity_timeout for c in connectors)
         listener.connection_timeout = max(c.connection_timeout for c in connectors)
 
-    def _listener(self, binding: Binding, implicit_tls: bool) -> SmtpListener:
+    def _listener(self, binding: Binding, connectors: list[ReceiveConnector]) -> SmtpListener:
         chosen: dict[str, ReceiveConnector] = {}
 
         def settings_factory(peer: tuple[str, int]) -> SessionSettings:
@@ -115,8 +135,16 @@ class SmtpListeners:
                 return RefusingPolicy(self.context, _nobody(self.server))
             return ReceivePolicy(self.context, connector)
 
+        context = self._context(connectors)
         return SmtpListener(
-            settings_factory, policy_factory, self.tls, implicit_tls=implicit_tls, protocol_log=self.protocol_log.write
+            settings_factory,
+            policy_factory,
+            context,
+            implicit_tls=self._implicit_tls(connectors),
+            protocol_log=self.protocol_log.write,
+            peer_server=self.credentials.peer_server
+            if self.credentials is not None and context is self.servers_tls
+            else None,
         )
 
     async def reconcile(self) -> list[Binding]:
@@ -124,13 +152,17 @@ class SmtpListeners:
         wanted = self._bindings()
         for binding, listener in list(self.listeners.items()):
             connectors = wanted.get(binding)
-            if connectors is None or listener.implicit_tls != self._implicit_tls(connectors):
+            if (
+                connectors is None
+                or listener.implicit_tls != self._implicit_tls(connectors)
+                or listener.ssl_context is not self._context(connectors)
+            ):
                 await self.listeners.pop(binding).stop()
                 log.info("stopped listening on %s", binding)
             else:
                 self._apply_timeouts(listener, connectors)
         for binding in sorted(set(wanted) - set(self.listeners), key=str):
-            listener = self._listener(binding, self._implicit_tls(wanted[binding]))
+            listener = self._listener(binding, wanted[binding])
             self._apply_timeouts(listener, wanted[binding])
             host, port = str(binding.address), binding.port
             try:

@@ -9,6 +9,10 @@ input buffer: plaintext read before a STARTTLS upgrade is dropped here, never re
 TLS session (CVE-2011-0411). Reading pauses while the engine waits for a decision or the buffer
 is full, which is how a slow policy pushes back on a pipelining client.
 
+A listener given `peer_server` (a binding where organization servers connect) reads the
+client certificate after the handshake, implicit or STARTTLS, and tells the engine which server
+it proved (`SessionInfo.authenticated_server`); the TLS context decides whether one is asked for.
+
 A policy that raises gets the peer a `451 4.3.0` and a traceback in the log; the session goes
 on. Nothing a peer does can end the listener.
 """
@@ -46,6 +50,8 @@ from courriel.proto.smtp import (
 log = logging.getLogger(__name__)
 
 ProtocolLog = Callable[[str, str, str, str], None]
+PeerServer = Callable[[ssl.SSLObject | None], str | None]
+"""The organization server a verified client certificate names, else None (security/orgca.py)."""
 """(connector, session id, direction, line): "<" received, ">" sent, "+" connected, "-" gone, "*" event."""
 
 INPUT_HIGH_WATER = 256 * 1024  # stop reading the socket beyond this much unprocessed input
@@ -63,6 +69,7 @@ class SmtpListener:
         *,
         implicit_tls: bool = False,
         protocol_log: ProtocolLog | None = None,
+        peer_server: PeerServer | None = None,
         idle_timeout: float = 300.0,
         connection_timeout: float = 600.0,
     ) -> None:
@@ -73,6 +80,7 @@ class SmtpListener:
         self.ssl_context = ssl_context
         self.implicit_tls = implicit_tls
         self.protocol_log = protocol_log
+        self.peer_server = peer_server
         self.idle_timeout = idle_timeout
         self.connection_timeout = connection_timeout
         self._server: asyncio.Server | None = None
@@ -149,6 +157,17 @@ class _Connection(asyncio.Protocol):
         self._writable.set()
         self._session: SmtpSession | None = None
 
+    def _peer_server(self) -> str | None:
+        """The organization server this TLS connection's client certificate proved, if any."""
+        finder = self.listener.peer_server
+        if finder is None or self._transport is None:
+            return None
+        try:
+            return finder(self._transport.get_extra_info("ssl_object"))
+        except Exception:
+            log.exception("cannot read the client certificate")
+            return None
+
     # -- asyncio.Protocol callbacks ------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -212,7 +231,10 @@ class _Connection(asyncio.Protocol):
             await self._abort(SERVICE_CLOSING)
             listener._connections.discard(self)
             return
-        session = self._session = SmtpSession(settings, peer, trace=listener.protocol_log is not None)
+        server = self._peer_server() if listener.implicit_tls else None
+        session = self._session = SmtpSession(
+            settings, peer, trace=listener.protocol_log is not None, authenticated_server=server
+        )
         listener._log(session, "+", f"{peer[0]}:{peer[1]} {settings.connector}")
         try:
             async with asyncio.timeout(listener.connection_timeout):
@@ -259,7 +281,7 @@ class _Connection(asyncio.Protocol):
                 if not await self._start_tls(bytes(out)):
                     return False
                 out.clear()
-                queue.extend(session.tls_started())
+                queue.extend(session.tls_started(self._peer_server()))
             elif isinstance(action, Close):
                 await self._write(bytes(out))
                 return False
@@ -334,7 +356,9 @@ class _Connection(asyncio.Protocol):
         self._reading_paused = False
         if self._session is not None:
             cipher = upgraded.get_extra_info("cipher")
-            self.listener._log(self._session, "*", f"TLS {cipher[1]} {cipher[0]}" if cipher else "TLS")
+            server = self._peer_server()
+            text = f"TLS {cipher[1]} {cipher[0]}" if cipher else "TLS"
+            self.listener._log(self._session, "*", text + (f" server {server}" if server else ""))
         return True
 
     async def _write(self, data: bytes) -> None:

@@ -24,6 +24,7 @@ from courriel.storage.blobs import BlobStore
 from courriel.transport.categorize.resolver import Categorized, Categorizer, DirectoryView, EnvelopeRecipient
 from courriel.transport.deliver.local import LocalDelivery
 from courriel.transport.deliver.smtp import SmtpDelivery
+from courriel.transport.firewall import admit
 from courriel.transport.queue.store import QueuedMessage, QueuedRecipient, QueueStore, RecipientResult
 from courriel.transport.receive.headers import (
     header_facts,
@@ -33,7 +34,14 @@ from courriel.transport.receive.headers import (
 )
 from courriel.transport.reports import Outcome, Reporter
 from courriel.transport.retry import expiry_error, is_expired
-from courriel.transport.route.nexthop import UNREACHABLE, external_hop
+from courriel.transport.route.nexthop import (
+    MAILBOX_DELIVERY,
+    SERVER_RELAY,
+    UNREACHABLE,
+    external_hop,
+    mailbox_hop,
+)
+from courriel.transport.route.organization import Topology
 from courriel.transport.tracking import TrackingLog
 
 log = logging.getLogger(__name__)
@@ -67,6 +75,8 @@ class Submission:
     helo: str | None = None
     connector: str | None = None
     auth_user: str | None = None
+    auth_server: str | None = None  # the organization server that relayed it (mutual TLS)
+    auth_password: str | None = field(default=None, repr=False)  # kept only for a front end relaying as the user
     tls_version: str | None = None
     esmtp: bool = True
     smtputf8: bool = False
@@ -120,7 +130,9 @@ class TransportService:
         local: LocalDelivery,
         smtp: SmtpDelivery | None = None,
         scan_interval: float = SCAN_INTERVAL,
+        topology: Callable[[], Topology] | None = None,
     ) -> None:
+        """`topology` says where mailbox databases are mounted (None: all of them here)."""
         self.server = server
         self.fqdn = fqdn
         self.queue = queue
@@ -131,6 +143,7 @@ class TransportService:
         self.local = local
         self.smtp = smtp
         self.scan_interval = scan_interval
+        self.topology = topology
         self._scanner: asyncio.Task[None] | None = None
         self.accepted = 0
         # DSNs are committed with the results that call for them (transport/reports.py): through
@@ -149,8 +162,11 @@ class TransportService:
         if smtp is not None:
             smtp.reporter = self.reports
 
+    def _categorizer(self) -> Categorizer:
+        return Categorizer(self.directory(), self.server, self.fqdn, self.topology() if self.topology else None)
+
     def _categorize(self, rcpts: list[EnvelopeRecipient]) -> list[QueuedRecipient]:
-        result = Categorizer(self.directory(), self.server, self.fqdn).categorize(rcpts)
+        result = self._categorizer().categorize(rcpts)
         return queued_recipients(result, time.time(), self.transport_config().message_retry_interval)
 
     def _build(self, sub: Submission, queue_id: str) -> tuple[bytes, str | None, str | None]:
@@ -163,18 +179,30 @@ class TransportService:
             helo=sub.helo,
             client_ip=sub.client_ip,
             by=self.fqdn,
-            protocol=with_protocol(esmtp=sub.esmtp, tls=sub.tls_version is not None, auth=sub.auth_user is not None, utf8=sub.smtputf8),
+            protocol=with_protocol(
+                esmtp=sub.esmtp,
+                tls=sub.tls_version is not None,
+                auth=sub.auth_user is not None or sub.auth_server is not None,
+                utf8=sub.smtputf8,
+            ),
             queue_id=queue_id,
             recipient=sub.recipients[0].address if len(sub.recipients) == 1 else None,
             tls_version=sub.tls_version,
         )
-        return trace + added + sub.data, message_id, facts.subject
+        data = admit(  # the header firewall (transport/firewall.py)
+            sub.data,
+            from_server=sub.auth_server is not None,
+            auth_as="Internal" if sub.auth_user else "Anonymous",
+            source=self.fqdn,
+            network_message_id=queue_id,
+        )
+        return trace + added + data, message_id, facts.subject
 
     async def submit(self, sub: Submission) -> Accepted:
         """Commit a message durably; raises TransientError if that cannot be done (the client gets 451)."""
         queue_id = new_id()
         data, message_id, subject = self._build(sub, queue_id)
-        result = Categorizer(self.directory(), self.server, self.fqdn).categorize(sub.recipients)
+        result = self._categorizer().categorize(sub.recipients)
         now = time.time()
         rcpts = queued_recipients(result, now, self.transport_config().message_retry_interval)
         try:
@@ -232,7 +260,7 @@ class TransportService:
         """Hand ready recipients to the delivery stage that serves their next hop."""
         waiting = [r for r in rcpts if r.status in ("ready", "retry")]
         local = [r for r in waiting if r.next_hop.startswith("mailbox:")]
-        remote = [r for r in waiting if r.next_hop.startswith("smtp:")] if self.smtp is not None else []
+        remote = [r for r in waiting if r.next_hop.startswith(("smtp:", "server:"))] if self.smtp is not None else []
         self.reports.dispatched(msg, local)  # the SMTP stage passes its rows to the reporter itself
         if local:
             self.local.enqueue(msg, local)
@@ -283,6 +311,8 @@ class TransportService:
                     settled.append(Outcome(msg, rcpt, RecipientResult(rcpt.id, "retry", rcpt.last_error, min(rcpt.next_attempt, msg.expires_at))))
                     continue
                 changes.append((rcpt.id, change))
+            elif rcpt.delivery_type in (MAILBOX_DELIVERY, SERVER_RELAY) and self._follow_database(rcpt):
+                changes.append((rcpt.id, {"next_hop": rcpt.next_hop, "delivery_type": rcpt.delivery_type}))
             by_message.setdefault(msg.id, (msg, []))[1].append(rcpt)
         if settled:
             await self.reports.record(settled)
@@ -310,6 +340,18 @@ class TransportService:
             return {"next_attempt": rcpt.next_attempt}
         rcpt.next_hop, rcpt.delivery_type, rcpt.status = hop.key, hop.delivery_type, "ready"
         return {"next_hop": hop.key, "delivery_type": hop.delivery_type, "status": "ready", "last_error": None}
+
+    def _follow_database(self, rcpt: QueuedRecipient) -> bool:
+        """Traffic follows the database: a mailbox whose database was mounted elsewhere (or back
+        here) since routing is routed again. True if the hop changed."""
+        recipient = self.directory().recipient(rcpt.address)
+        if self.topology is None or recipient is None or recipient.database is None:
+            return False
+        hop = mailbox_hop(recipient.database, self.topology(), self.server)
+        if hop.key == rcpt.next_hop:
+            return False
+        rcpt.next_hop, rcpt.delivery_type = hop.key, hop.delivery_type
+        return True
 
     async def _scan_loop(self) -> None:
         database = self.queue.reader.url.database

@@ -23,13 +23,13 @@ from courriel.admin.commands.setup import ServerSetup, init_server
 from courriel.config import ServerConfig, load_config
 from courriel.mailbox.store import MailboxDatabase
 from courriel.org.directory import Directory
-from courriel.storage.blobs import BlobStore
+from courriel.storage.blobs import BlobStore, open_database_blobs
 
 PASSWORD = "courriel-test"
 SMTP_PORTS = {"frontend": 25, "client": 587, "outbound_proxy": 717, "transport": 2525, "client_proxy": 465}
-# Every seed port a test server may bind: SMTP, IMAP4/POP3 front and back ends, and 1465 (a test's
-# extra implicit-TLS connector).
-SEED_PORTS = (*SMTP_PORTS.values(), 143, 993, 110, 995, 1143, 1993, 1110, 1995, 1465)
+# Every seed port a test server may bind: SMTP, IMAP4/POP3 and HTTP front and back ends, and 1465
+# (a test's extra implicit-TLS connector).
+SEED_PORTS = (*SMTP_PORTS.values(), 143, 993, 110, 995, 1143, 1993, 1110, 1995, 1465, 80, 443, 81, 444)
 EPHEMERAL_START = 32768  # Linux's ip_local_port_range: outgoing connections take ports from there
 
 
@@ -59,6 +59,8 @@ class MailServer:
     offset: int
     host: str = "127.0.0.1"
     process: subprocess.Popen[bytes] | None = None
+    # (host, port) pairs that say the server is up; default: its three all-in-one SMTP ports
+    wait_for: tuple[tuple[str, int], ...] = ()
     log_path: Path = field(init=False)
     restarts: int = 0
 
@@ -84,7 +86,8 @@ class MailServer:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log_path.read_text()[-3000:]}")
-            if all(_listening(self.host, self.port(n)) for n in ("frontend", "client", "transport")):
+            ready = self.wait_for or tuple((self.host, self.port(n)) for n in ("frontend", "client", "transport"))
+            if all(_listening(host, port) for host, port in ready):
                 return
             time.sleep(0.05)
         raise RuntimeError(f"server did not start: {self.log_path.read_text()[-3000:]}")
@@ -138,7 +141,8 @@ async def read_inbox(config: ServerConfig, address: str) -> list[bytes]:
     finally:
         await directory.close()
     assert recipient.guid is not None
-    db = await MailboxDatabase.open(db_info.name, db_info.url, config.data_dir, BlobStore(config.data_dir / "blobs"))
+    blobs = await open_database_blobs(db_info.url, config.data_dir, BlobStore(config.data_dir / "blobs"))
+    db = await MailboxDatabase.open(db_info.name, db_info.url, config.data_dir, blobs)
     try:
         folder = await db.get_folder(recipient.guid, "INBOX")
         if folder is None:
@@ -152,6 +156,7 @@ async def read_inbox(config: ServerConfig, address: str) -> list[bytes]:
         raise
     finally:
         await db.close()
+        await blobs.close()
 
 
 async def create_organization(root: Path, *, directory_url: str | None, mailbox_db_url: str | None, offset: int) -> Path:

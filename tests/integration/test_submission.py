@@ -17,6 +17,7 @@ import email.utils
 import os
 import re
 import smtplib
+from pathlib import Path
 from select import select as wait_readable
 from typing import Any
 
@@ -111,13 +112,21 @@ def test_repeated_failures_are_throttled(mailserver: MailServer) -> None:
             g.close()
 
 
+def server_ca(mailserver: MailServer, port: str) -> Path:
+    """What a port's certificate chains to: connectors that servers of the organization use
+    (Client Proxy) present the organization's certificate, the others the server's own."""
+    if port == "client_proxy":
+        return mailserver.config.data_dir / "tls" / "org-ca.crt"
+    return mailserver.config.tls_certificate
+
+
 def test_ehlo_before_starttls_offers_starttls_and_no_auth(mailserver: MailServer) -> None:
     for port in ("client", "client_proxy"):
         with RawSmtp(mailserver.port(port)) as c:
             features = c.ehlo()
             assert "STARTTLS" in features
             assert not any(f.startswith("AUTH") for f in features), (port, features)
-            c.starttls(client_tls(str(mailserver.config.tls_certificate)))
+            c.starttls(client_tls(str(server_ca(mailserver, port))))
             features = c.ehlo()
             assert "AUTH PLAIN LOGIN" in features and "STARTTLS" not in features
 
@@ -239,7 +248,7 @@ def test_client_proxy_serves_authenticated_users(mailserver: MailServer) -> None
     with RawSmtp(mailserver.port("client_proxy")) as c:
         c.ehlo()
         same(c.cmd(f"MAIL FROM:<{ALICE}>"), E.AUTH_REQUIRED)
-        c.starttls(client_tls(str(mailserver.config.tls_certificate)))
+        c.starttls(client_tls(str(server_ca(mailserver, "client_proxy"))))
         c.ehlo()
         same(c.cmd(f"MAIL FROM:<{ALICE}>"), E.AUTH_REQUIRED)
         same(c.auth_login(ALICE, PASSWORD), R.AUTH_OK)

@@ -1,4 +1,4 @@
-"""`courriel database list|new|mount|dismount|remove`: mailbox databases."""
+"""`courriel database list|new|mount|dismount|move|remove`: mailbox databases."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import argparse
 from courriel.admin.cli.arguments import leaf, noun
 from courriel.admin.cli.render import emit
 from courriel.admin.commands.context import open_admin
+from courriel.admin.commands.databases import move_database_to
 from courriel.org.model import MailboxDatabase
 
 COLUMNS = (("name", "Name"), ("server", "Server"), ("mounted", "Mounted"), ("url", "Url"))
@@ -26,6 +27,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     mount = leaf(verbs, "mount", "mount a database (on another Mailbox server with --server)", run_mount)
     mount.add_argument("name", metavar="NAME")
     mount.add_argument("--server", help="activate it on this Mailbox server instead")
+    move = leaf(
+        verbs,
+        "move",
+        "switch a database over to another Mailbox server: dismount, mount there; its traffic follows",
+        run_move,
+    )
+    move.add_argument("name", metavar="NAME")
+    move.add_argument("--server", required=True, help="the Mailbox server that takes it")
     for verb, text, handler in (
         ("dismount", "dismount a database: its mailboxes become unavailable", run_dismount),
         ("remove", "remove an empty database from the directory", run_remove),
@@ -57,6 +66,17 @@ async def run_mount(args: argparse.Namespace) -> int:
         db = await admin.directory.mount_database(args.name, args.server)
     print(_summary(db))
     return 0
+
+
+async def run_move(args: argparse.Namespace) -> int:
+    async with open_admin(args.config) as admin:
+        db = await move_database_to(admin, args.name, args.server, progress)
+    print(_summary(db))
+    return 0
+
+
+def progress(line: str) -> None:
+    print(line, flush=True)
 
 
 async def run_dismount(args: argparse.Namespace) -> int:

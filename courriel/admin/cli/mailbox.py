@@ -1,13 +1,15 @@
-"""`courriel mailbox list|new|set|show|remove` (New-/Set-/Get-/Remove-Mailbox, Set-CASMailbox)."""
+"""`courriel mailbox list|new|set|show|move|remove` (New-/Set-/Get-/Remove-Mailbox, Set-CASMailbox, New-MoveRequest)."""
 
 from __future__ import annotations
 
 import argparse
 
 from courriel.admin.cli.arguments import add_password_flags, leaf, noun, read_password
+from courriel.admin.cli.database import progress
 from courriel.admin.cli.render import emit, emit_object
 from courriel.admin.commands import recipients as commands
 from courriel.admin.commands.context import open_admin
+from courriel.admin.commands.databases import move_mailbox_to
 from courriel.org.codec import exchange_name
 from courriel.org.model import RecipientKind
 from courriel.org.recipients import LIMITS
@@ -62,6 +64,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     show = leaf(verbs, "show", "show a mailbox", run_show, listing=True)
     show.add_argument("address", metavar="ADDRESS")
+    move = leaf(
+        verbs, "move", "move a mailbox to another database; it stays usable while it is copied", run_move
+    )
+    move.add_argument("address", metavar="ADDRESS", help="any of the mailbox's addresses")
+    move.add_argument("--database", required=True, help="the mailbox database that takes it")
     remove = leaf(verbs, "remove", "remove a mailbox from the directory", run_remove)
     remove.add_argument("address", metavar="ADDRESS")
 
@@ -110,6 +117,12 @@ async def run_show(args: argparse.Namespace) -> int:
     async with open_admin(args.config) as admin:
         found = await admin.directory.get_recipient(args.address, RecipientKind.MAILBOX)
     emit_object(found, args.json)
+    return 0
+
+
+async def run_move(args: argparse.Namespace) -> int:
+    async with open_admin(args.config) as admin:
+        await move_mailbox_to(admin, args.address, args.database, progress)
     return 0
 
 

@@ -27,7 +27,7 @@ from courriel.org.snapshot import DirectorySnapshot
 # Seed services this version does not run yet: listed (they are part of the seed's table) but
 # shown as NotAvailable. The HTTP proxy (443/80) and back end (444/81) leave the set when
 # HTTP_SERVED becomes True.
-HTTP_SERVED = False
+HTTP_SERVED = True
 HTTP_SERVICES = frozenset({"http-proxy", "http-backend"})
 NOT_YET_BUILT = frozenset({"edge-transport", "edgesync-directory"}) | (
     frozenset() if HTTP_SERVED else HTTP_SERVICES

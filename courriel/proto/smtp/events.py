@@ -30,6 +30,8 @@ class SessionInfo:
     tls_active: bool
     authenticated: str | None
     """The SASL authentication identity once AUTH succeeded."""
+    authenticated_server: str | None = None
+    """The organization server the TLS client certificate proved (the ExchangeServer mechanism)."""
 
 
 @dataclass(frozen=True, slots=True)

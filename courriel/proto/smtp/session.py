@@ -53,9 +53,17 @@ _ENVELOPE_EXTRA = 1024
 class SmtpSession(HelloCommands, AuthCommands, TransactionCommands):
     """One SMTP server session (see the module docstring for the calling convention)."""
 
-    def __init__(self, settings: SessionSettings, peer: tuple[str, int], *, trace: bool = False) -> None:
-        """`trace` adds `Trace` actions with each client command line for the protocol log."""
-        super().__init__(settings, peer, trace=trace)
+    def __init__(
+        self,
+        settings: SessionSettings,
+        peer: tuple[str, int],
+        *,
+        trace: bool = False,
+        authenticated_server: str | None = None,
+    ) -> None:
+        """`trace` adds `Trace` actions with each client command line for the protocol log;
+        `authenticated_server` is the server an implicit-TLS client certificate proved."""
+        super().__init__(settings, peer, trace=trace, authenticated_server=authenticated_server)
         self._started = False
         self._handlers: dict[str, Callable[[Command], None]] = {
             "EHLO": self._hello,
@@ -108,11 +116,13 @@ class SmtpSession(HelloCommands, AuthCommands, TransactionCommands):
         self._run()
         return self._take()
 
-    def tls_started(self) -> list[Action]:
-        """The I/O layer completed the TLS handshake requested by a StartTLS action."""
+    def tls_started(self, authenticated_server: str | None = None) -> list[Action]:
+        """The I/O layer completed the TLS handshake requested by a StartTLS action;
+        `authenticated_server` is the organization server its client certificate proved."""
         if self._mode is not Mode.TLS:
             raise RuntimeError("no TLS upgrade was requested")
         self._tls_established()
+        self._server = authenticated_server
         self._chunk_failure = None
         return self._take()
 

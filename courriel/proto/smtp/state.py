@@ -52,7 +52,14 @@ Continuation = Callable[[Reply | None], None]
 class SessionState:
     """Shared state and answer primitives of one SMTP session (see `SmtpSession`)."""
 
-    def __init__(self, settings: SessionSettings, peer: tuple[str, int], *, trace: bool = False) -> None:
+    def __init__(
+        self,
+        settings: SessionSettings,
+        peer: tuple[str, int],
+        *,
+        trace: bool = False,
+        authenticated_server: str | None = None,
+    ) -> None:
         self.settings = settings
         self.peer = peer
         self.session_id = new_id()
@@ -67,6 +74,7 @@ class SessionState:
         self._esmtp = False
         self._tls_active = settings.tls_active
         self._user: str | None = None
+        self._server = authenticated_server if settings.tls_active else None
         self._txn: Transaction | None = None
         self._errors = 0
         self._logon_failures = 0
@@ -97,6 +105,7 @@ class SessionState:
             esmtp=self._esmtp,
             tls_active=self._tls_active,
             authenticated=self._user,
+            authenticated_server=self._server,
         )
 
     def _auth_offered(self) -> bool:

@@ -76,7 +76,7 @@ class TransactionCommands(SessionState):
     def _mail(self, command: Command) -> None:
         if self._helo is None:
             self._fail(NEED_HELO)
-        elif self.settings.auth_required and self._user is None:
+        elif self.settings.auth_required and self._user is None and self._server is None:
             self._fail(AUTH_REQUIRED)  # RFC 4954 §6
         elif self._txn is not None:
             self._fail(NESTED_MAIL)

@@ -21,6 +21,7 @@ from courriel.org.model import (
     TransportConfig,
 )
 from courriel.transport.route.nexthop import NextHop, external_hop, mailbox_hop
+from courriel.transport.route.organization import Topology
 
 MAX_EXPANSION_DEPTH = 32  # nested groups deeper than this are treated as a loop
 
@@ -67,8 +68,12 @@ class Categorized:
 
 
 class Categorizer:
-    def __init__(self, directory: DirectoryView, server: str, fqdn: str | None = None) -> None:
+    def __init__(
+        self, directory: DirectoryView, server: str, fqdn: str | None = None, topology: Topology | None = None
+    ) -> None:
+        """Without `topology` every mailbox database counts as mounted here (a single server)."""
         self.directory = directory
+        self.topology = topology
         self.server = server
         self.fqdn = (fqdn or "").lower()
 
@@ -109,7 +114,13 @@ class Categorizer:
             out.failed.append(Failed(recipient.primary_address, original, "5.1.1", "Recipient has no mailbox database"))
             return
         out.resolved.append(
-            Resolved(recipient.primary_address, original, mailbox_hop(recipient.database), recipient.guid, recipient)
+            Resolved(
+                recipient.primary_address,
+                original,
+                mailbox_hop(recipient.database, self.topology, self.server),
+                recipient.guid,
+                recipient,
+            )
         )
 
     def _postmaster_for(self, address: str) -> str | None:

@@ -1,30 +1,46 @@
 """Delivery into the mailbox databases mounted on this server (the Mailbox Transport Delivery step).
 
-Each recipient is delivered with a delivery key (queue id + mailbox GUID): if the server dies after
+Each recipient is delivered with a delivery key, unique per mailbox: the message's Message-ID
+(hashed, so any length fits), or the queue id for a message without one. If the server dies after
 the mailbox committed but before the queue recorded it, the retry finds the key and counts it as
-delivered, so a message is in the mailbox exactly once. Deliveries run concurrently; the mailbox
-database and the queue each group them into shared transactions.
+delivered, so a message is in the mailbox exactly once. Keyed by Message-ID, this also catches
+the copy a previous hop sent again because it died before it could record our 250 (shadow
+redundancy's duplicates, DESIGN §4), and the same message reaching a mailbox by two routes, as
+Exchange's duplicate detection does. Keys are kept for `DUPLICATE_WINDOW` (the Mailbox role
+prunes older ones). Deliveries run concurrently; the mailbox database and the queue each group
+them into shared transactions.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
+from courriel.mailbox.fence import is_fenced
 from courriel.mailbox.model import DeliveryRequest
 from courriel.mailbox.store import MailboxDatabase
 from courriel.org.model import MailboxDatabase as DatabaseInfo
 from courriel.org.model import Recipient
-from courriel.storage.blobs import BlobRef
+from courriel.storage.blobs import BlobRef, BlobStore
 from courriel.transport.queue.store import QueuedMessage, QueuedRecipient, QueueStore, RecipientResult
 from courriel.transport.tracking import TrackingLog
 
 log = logging.getLogger(__name__)
 RETRY_AFTER = 60.0  # seconds before a failed local delivery is tried again
+MOVE_RETRY = 5.0  # seconds: a mailbox move's final step is short
+DUPLICATE_WINDOW = 7 * 86400.0  # seconds a delivered Message-ID is remembered per mailbox
+
+
+def delivery_key(msg: QueuedMessage, guid: str) -> str:
+    """The key that makes a delivery to one mailbox happen once (see the module docstring)."""
+    if msg.message_id and msg.message_id.strip():
+        return "mid:" + hashlib.sha256(msg.message_id.strip().encode("utf-8", "replace")).hexdigest()
+    return f"{msg.id}:{guid}"
 
 
 class LocalDirectory(Protocol):
@@ -40,9 +56,11 @@ class LocalDelivery:
         queue: QueueStore,
         tracking: TrackingLog,
         directory: Callable[[], LocalDirectory],
+        blobs: BlobStore | None = None,
         concurrency: int = 256,
     ) -> None:
         self.databases = databases
+        self.blobs = blobs  # the queue's store; None: the databases share it
         self.queue = queue
         self.tracking = tracking
         self.directory = directory
@@ -69,17 +87,24 @@ class LocalDelivery:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
-    def _quota(self, rcpt: QueuedRecipient) -> int | None:
+    def _database_name(self, rcpt: QueuedRecipient) -> str:
+        """The mailbox's database now (moved since routing?), else the one routing chose."""
+        recipient = self.directory().recipient(rcpt.address)
+        if recipient is not None and recipient.guid == rcpt.target and recipient.database:
+            return recipient.database
+        return rcpt.next_hop.split(":", 1)[1]
+
+    def _quota(self, rcpt: QueuedRecipient, db_name: str) -> int | None:
         view = self.directory()
         recipient = view.recipient(rcpt.address)
         if recipient is not None and recipient.prohibit_send_receive_quota is not None:
             return recipient.prohibit_send_receive_quota
-        db = view.database(rcpt.next_hop.split(":", 1)[1])
+        db = view.database(db_name)
         return db.prohibit_send_receive_quota if db is not None else None
 
     async def _one(self, msg: QueuedMessage, rcpt: QueuedRecipient) -> RecipientResult:
         assert rcpt.id is not None
-        db_name = rcpt.next_hop.split(":", 1)[1]
+        db_name = self._database_name(rcpt)
         db = self.databases(db_name)
         if db is None or rcpt.target is None:
             return RecipientResult(rcpt.id, "retry", f"451 4.4.0 Mailbox database {db_name} is not mounted here", time.time() + RETRY_AFTER)
@@ -87,14 +112,18 @@ class LocalDelivery:
             guid=rcpt.target,
             owner=rcpt.address,
             blob=BlobRef(msg.digest, msg.size),
-            delivery_key=f"{msg.id}:{rcpt.target}",
+            delivery_key=delivery_key(msg, rcpt.target),
             internaldate=datetime.fromtimestamp(msg.received_at, UTC),
-            prohibit_send_receive_quota=self._quota(rcpt),
+            prohibit_send_receive_quota=self._quota(rcpt, db_name),
         )
         try:
             async with self._slots:
+                if self.blobs is not None:
+                    await db.blobs.copy_from(self.blobs, request.blob)
                 result = await db.deliver(request)
         except Exception as exc:  # a database outage: keep the message, try again later
+            if is_fenced(exc):
+                return RecipientResult(rcpt.id, "retry", "451 4.2.0 Mailbox is being moved; try again shortly", time.time() + MOVE_RETRY)
             log.warning("delivery of %s to %s failed: %s", msg.id, rcpt.address, exc)
             return RecipientResult(rcpt.id, "retry", f"451 4.3.0 Mailbox database error: {type(exc).__name__}", time.time() + RETRY_AFTER)
         if result.status in ("delivered", "duplicate"):

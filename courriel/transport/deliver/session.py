@@ -18,6 +18,8 @@ asks for, and AUTH for a smart host that wants it:
 - SmartHostAuthMechanism BasicAuth: AUTH when offered; BasicAuthRequireTLS only after TLS.
   ExchangeServer and ExternalAuthoritative send no credentials (Kerberos between Exchange
   servers is not ours to speak; an externally secured link needs none).
+- A session to a server of the organization (deliver/organization.py) gets `tls_context`: our
+  organization certificate, the peer's checked against the organization CA, no name check.
 """
 
 from __future__ import annotations
@@ -111,6 +113,7 @@ class SessionOpener:
     ehlo_name: str
     contexts: TlsContexts
     log: Callable[[Endpoint], ProtocolLogger | None]
+    tls_context: ssl.SSLContext | None = None  # a server of the organization: mutual TLS
 
     @property
     def timeout(self) -> float:
@@ -176,9 +179,12 @@ class SessionOpener:
         verify = level in ("CertificateValidation", "DomainValidation")
         name = conn.tls_domain or endpoint.host
         wildcard = level == "DomainValidation" and name.startswith("*.")
-        context = self.contexts.get(verify, level == "DomainValidation" and not wildcard)
-        # An IP address is matched against the certificate's IP SANs (and sent as no SNI).
-        server_hostname = None if wildcard else name
+        if self.tls_context is not None:
+            context, server_hostname = self.tls_context, None
+        else:
+            context = self.contexts.get(verify, level == "DomainValidation" and not wildcard)
+            # An IP address is matched against the certificate's IP SANs (and sent as no SNI).
+            server_hostname = None if wildcard else name
         try:
             reply = await client.starttls(context, server_hostname)
         except ConnectionLost as exc:

@@ -14,9 +14,13 @@ their connection for the next message (at most 20 per connection). An attempt:
    sent moves on to the next endpoint, after it defers;
 5. records every recipient's result, with the DSNs they call for, in one queue transaction,
    then writes SEND / DEFER / FAIL to the tracking log with the remote host and its reply.
-A connector with FrontEndProxyEnabled sends from here too: on a co-located server the Client
-Access front end is this process, so the hop through "Outbound Proxy Frontend" (717) would
-change nothing; it comes with the role split.
+Two hops lead to servers of our own organization (deliver/organization.py), with mutual TLS on
+organization certificates: `server:<name>`, the implicit intra-organization send connector to the
+Mailbox server where a recipient's database is mounted, and a send connector with
+FrontEndProxyEnabled, whose mail goes through "Outbound Proxy Frontend" (717) of a Client Access
+server of our site (this one first when co-located), which relays it to the Internet. Only the
+first carries the organization's internal header fields; every other hop gets the message without
+them (transport/firewall.py).
 
 The duplicate window: the results are recorded right after the peer's final reply, before
 anything else is done (no tracking write, no QUIT, no next command). What remains is the time
@@ -54,7 +58,9 @@ from courriel.transport.deliver.esmtp import (
     rcpt_command,
     refusal,
 )
+from courriel.transport.deliver.organization import INTRA_ORG, OrgLinks
 from courriel.transport.deliver.session import Endpoint, SessionFailed, SessionOpener, TlsContexts, endpoints
+from courriel.transport.firewall import strip_internal
 from courriel.transport.protocol_log import ProtocolLog
 from courriel.transport.queue.store import (
     QueuedMessage,
@@ -73,6 +79,9 @@ MAX_RCPTS_PER_TRANSACTION = 100  # RFC 5321 §4.5.3.1.8: every server takes at l
 TOO_BIG = "552 5.3.4 Message size exceeds the limit for this destination"
 NO_CONNECTOR = "451 4.4.0 The send connector for this destination is no longer available"
 _EVENTS = {"relayed": "SEND", "retry": "DEFER", "failed": "FAIL"}
+# Between servers of the organization a deferral is most often a restart: try again within 30 s
+# rather than on the Internet backoff, so mail flows again as soon as the server is back.
+INTRA_ORG_RETRY = 30.0
 
 
 @dataclass(slots=True)
@@ -80,7 +89,8 @@ class _Job:
     msg: QueuedMessage
     rcpts: list[QueuedRecipient]
     connector: SendConnector
-    domain: str
+    domain: str  # the recipients' domain; for a `server:` hop, the server's name
+    via: str = "connector"  # "connector", "server" (intra-organization) or "proxy" (FrontEndProxyEnabled)
 
 
 @dataclass(slots=True)
@@ -123,9 +133,12 @@ class SmtpDelivery:
         connections: Connections | None = None,
         mx_port: int = 25,
         clock: Callable[[], float] = time.time,
+        organization: OrgLinks | None = None,
     ) -> None:
         """`mx_port` is where MX hosts listen (25; tests without root move it); `cafile` the CAs
-        that CertificateValidation and DomainValidation trust (None: the system's)."""
+        that CertificateValidation and DomainValidation trust (None: the system's);
+        `organization` reaches the other servers (None: a server with no certificate of its
+        organization defers `server:` hops and sends FrontEndProxyEnabled connectors directly)."""
         self.queue = queue
         self.blobs = blobs
         self.tracking = tracking
@@ -138,6 +151,7 @@ class SmtpDelivery:
         self.connections = connections or Connections()
         self.mx_port = mx_port
         self.clock = clock
+        self.organization = organization
         self.reporter: Reporter | None = None  # the transport service sets it: DSNs with results
         self._destinations: dict[str, _Destination] = {}
         self._in_flight: set[int] = set()
@@ -155,15 +169,29 @@ class SmtpDelivery:
         connectors = list(self.connectors())
         for hop, group in groups.items():
             self._in_flight.update(r.id for r in group if r.id is not None)
-            found = _connector_for(hop, connectors)
-            if found is None:
+            job = self._job(msg, group, hop, connectors)
+            if job is None:
                 self._spawn(self._unroutable(msg, group))
                 continue
-            connector, domain = found
-            key = hop if connector.dns_routing_enabled else f"smtp:{connector.name}"
+            if job.via == "connector":
+                key = hop if job.connector.dns_routing_enabled else f"smtp:{job.connector.name}"
+            else:
+                key = hop if job.via == "server" else f"proxy:{job.connector.name}"
             dest = self._destinations.setdefault(key, _Destination(key))
-            dest.jobs.append(_Job(msg, group, connector, domain))
+            dest.jobs.append(job)
             self._wake(dest)
+
+    def _job(
+        self, msg: QueuedMessage, rcpts: list[QueuedRecipient], hop: str, connectors: Sequence[SendConnector]
+    ) -> _Job | None:
+        if hop.startswith("server:"):
+            return _Job(msg, rcpts, INTRA_ORG, hop.split(":", 1)[1], "server")
+        found = _connector_for(hop, connectors)
+        if found is None:
+            return None
+        connector, domain = found
+        proxied = connector.front_end_proxy_enabled and self.organization is not None
+        return _Job(msg, rcpts, connector, domain, "proxy" if proxied else "connector")
 
     def busy(self, rcpt_id: int) -> bool:
         """Is this recipient queued here or being attempted?"""
@@ -250,7 +278,10 @@ class SmtpDelivery:
         assert rcpt.id is not None
         when = 0.0
         if status == "retry":
-            when = next_attempt(rcpt.attempts + 1, self.clock(), job.msg.expires_at, self.transport_config())
+            now = self.clock()
+            when = next_attempt(rcpt.attempts + 1, now, job.msg.expires_at, self.transport_config())
+            if job.via == "server":  # our own server, most likely restarting: mail flows again soon after
+                when = min(when, now + INTRA_ORG_RETRY)
         return Outcome(job.msg, rcpt, RecipientResult(rcpt.id, status, error, when), **extra)
 
     def _all(self, job: _Job, rcpts: Sequence[QueuedRecipient], status: str, error: str) -> list[Outcome]:
@@ -267,6 +298,8 @@ class SmtpDelivery:
         if msg.source != "DSN" and msg.size > conn.max_message_size:
             return _Attempt(self._all(job, job.rcpts, "failed", TOO_BIG), "SMTP", client)
         data = await self.blobs.get(msg.digest)
+        if job.via != "server":
+            data = strip_internal(data)  # the header firewall: only our servers see them
         needs = needs_of(msg.sender, [r.address for r in job.rcpts], data, msg.envelope)
         payload = data if needs.binary else dot_stuffed(data)
         if client is not None and conn.require_tls and not client.tls:
@@ -278,14 +311,13 @@ class SmtpDelivery:
                 return _Attempt(outcomes, "SMTP", self._keep(client), client.address)
             await client.close(polite=False)  # the parked session had gone stale: start afresh
         try:
-            targets = await endpoints(conn, job.domain, self.resolver, self.mx_port)
+            targets, opener = await self._route(job)
         except PermanentError as exc:
             log.info("%s: %s", job.domain, exc.detail)
             return _Attempt(self._all(job, job.rcpts, "failed", exc.public), "DNS")
         except TransientError as exc:
             log.info("%s: %s", job.domain, exc.detail)
             return _Attempt(self._all(job, job.rcpts, "retry", exc.public), "DNS")
-        opener = SessionOpener(conn, conn.fqdn or self.fqdn, self.contexts, self._logger(conn))
         last = f"451 4.4.0 No mail server for {job.domain} could be reached"
         for endpoint in targets:  # RFC 5321 §5.1: every exchanger before deferring
             try:
@@ -299,6 +331,23 @@ class SmtpDelivery:
             last = outcomes
             await client.close(polite=False)
         return _Attempt(self._all(job, job.rcpts, "retry", last), "SMTP")
+
+    async def _route(self, job: _Job) -> tuple[list[Endpoint], SessionOpener]:
+        """Where this job's session goes and under which rules; PermanentError or TransientError."""
+        conn, org = job.connector, self.organization
+        if job.via == "connector":
+            targets = await endpoints(conn, job.domain, self.resolver, self.mx_port)
+            return targets, SessionOpener(conn, conn.fqdn or self.fqdn, self.contexts, self._logger(conn))
+        if org is None:
+            raise TransientError(
+                f"451 4.7.0 This server has no organization certificate to reach {job.domain}",
+                "intra-organization hop without credentials",
+            )
+        if job.via == "server":
+            targets = await org.mailbox_server(job.domain, self.resolver)
+        else:
+            targets, conn = await org.outbound_proxy(self.resolver), org.through_proxy(conn)
+        return targets, SessionOpener(conn, self.fqdn, self.contexts, self._logger(conn), org.context)
 
     def _keep(self, client: SmtpClient) -> SmtpClient | None:
         if client.usable:

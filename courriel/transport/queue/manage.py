@@ -284,7 +284,7 @@ def _reporter_factory(config: ServerConfig) -> Callable[[QueueStore], Any]:
         settings = view.transport_config
 
         def categorize(rcpts: list[EnvelopeRecipient]) -> list[QueuedRecipient]:
-            result = Categorizer(view, config.name, config.fqdn).categorize(rcpts)
+            result = Categorizer(view, config.name, config.fqdn, view).categorize(rcpts)
             return queued_recipients(result, time.time(), settings.message_retry_interval)
 
         return Reporter(

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 from courriel.core.address import Address
-from courriel.core.errors import TransientError
+from courriel.core.errors import PermanentError, TransientError
 from courriel.core.replies import Reply
 from courriel.org.model import (
     DomainType,
@@ -76,6 +76,7 @@ class ReceivePolicy:
         self.connector = connector
         self.counted = False
         self.unknown_recipients = 0
+        self.password: str | None = None  # the client's, for a front end that relays as the user
 
     # -- identity -------------------------------------------------------------------------------
     def _user(self, info: SessionInfo) -> Recipient | None:
@@ -84,7 +85,11 @@ class ReceivePolicy:
         return self.ctx.directory().recipient(info.authenticated)
 
     def _rights(self, info: SessionInfo) -> Right:
-        return rights(self.connector, authenticated_user=info.authenticated is not None, authenticated_server=False)
+        return rights(
+            self.connector,
+            authenticated_user=info.authenticated is not None,
+            authenticated_server=info.authenticated_server is not None,
+        )
 
     # -- connection -----------------------------------------------------------------------------
     async def connect(self, info: SessionInfo) -> Reply | None:
@@ -123,6 +128,7 @@ class ReceivePolicy:
         )
         if ok:
             throttle.record_success(info.peer_ip, username)
+            self.password = password
             return R.AUTH_OK
         throttle.record_failure(info.peer_ip, username)
         await asyncio.sleep(throttle.delay_for(info.peer_ip, username))
@@ -230,6 +236,8 @@ class ReceivePolicy:
             helo=info.helo,
             connector=self.connector.name,
             auth_user=info.authenticated,
+            auth_server=info.authenticated_server,
+            auth_password=self.password if info.authenticated else None,
             tls_version="TLS" if info.tls_active else None,
             esmtp=info.esmtp,
             smtputf8=params.smtputf8,
@@ -240,7 +248,10 @@ class ReceivePolicy:
             accepted = await self.ctx.sink.submit(sub)
         except TransientError as exc:
             log.warning("%s: %s", self.connector.name, exc.detail)
-            return R.STORE_FAILED
+            return getattr(exc, "reply", None) or R.STORE_FAILED
+        except PermanentError as exc:  # a next hop's refusal, passed on by a front end
+            log.info("%s: %s", self.connector.name, exc.detail)
+            return getattr(exc, "reply", None) or Reply(554, "5.0.0", exc.public)
         return R.queued(accepted.message_id, accepted.queue_id)
 
 

@@ -1,6 +1,8 @@
 """Next-hop selection for one recipient (DESIGN.md §4 "route").
 
-Local mailboxes go to their mailbox database. Everything else goes through a send connector: the
+Local mailboxes go to their mailbox database: delivered here when it is mounted here (or mounted
+nowhere: the recipient waits for it), relayed to the Mailbox server where it is mounted otherwise
+(route/organization.py). Everything else goes through a send connector: the
 most specific address-space match wins, then the lowest cost (research §2). With no matching
 connector — and none exists by default — the recipient waits in the Unreachable queue.
 """
@@ -12,8 +14,10 @@ from dataclasses import dataclass
 
 from courriel.core.address import domain_matches
 from courriel.org.model import SendConnector
+from courriel.transport.route.organization import Topology, mounted_elsewhere
 
 MAILBOX_DELIVERY = "SmtpDeliveryToMailbox"
+SERVER_RELAY = "SmtpRelayToMailboxServer"
 DNS_CONNECTOR = "DnsConnectorDelivery"
 SMART_HOST_CONNECTOR = "SmartHostConnectorDelivery"
 UNREACHABLE = "Unreachable"
@@ -21,12 +25,16 @@ UNREACHABLE = "Unreachable"
 
 @dataclass(frozen=True, slots=True)
 class NextHop:
-    key: str  # the queue's identity: "mailbox:DB01", "smtp:Internet:example.com", "unreachable:example.com"
+    key: str  # the queue's identity: "mailbox:DB01", "server:MBX2", "smtp:Internet:example.com", "unreachable:example.com"
     delivery_type: str
     connector: str | None = None
 
 
-def mailbox_hop(database: str) -> NextHop:
+def mailbox_hop(database: str, topology: Topology | None = None, server: str = "") -> NextHop:
+    """A mailbox of `database`: delivered here, or relayed to the server where it is mounted."""
+    elsewhere = mounted_elsewhere(database, topology, server) if topology is not None else None
+    if elsewhere is not None:
+        return NextHop(f"server:{elsewhere}", SERVER_RELAY)
     return NextHop(f"mailbox:{database}", MAILBOX_DELIVERY)
 
 

@@ -1,0 +1,267 @@
+"""Mailbox moves and database switchovers with real servers, real SMTP and IMAP clients.
+
+- `courriel mailbox move` under SMTP traffic, on SQLite and PostgreSQL: the mailbox keeps its mail,
+  flags, keywords and folders; every message sent before, during and after the move is in the
+  Inbox exactly once, read over IMAP from the new database.
+- `courriel database move` between two Mailbox servers sharing a PostgreSQL directory: the
+  database's mailboxes are served by the new server (its IMAP back end, and the first server's
+  Client Access front end proxying there), with the bodies stored before the move; a switchover
+  that cannot work (a SQLite file, a loopback PostgreSQL URL, a server on another machine) is
+  refused with a clear message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import imaplib
+import json
+import re
+import smtplib
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from courriel.admin.commands.setup import ServerSetup, init_server
+from courriel.org.directory import Directory
+from tests.conftest import create_pg_database, drop_pg_database, postgres_available, require
+from tests.integration.mailserver import PASSWORD, MailServer, _listening, create_organization, free_offset
+
+ALICE = "alice@example.test"
+HOST = "127.0.0.1"
+
+
+def send(port: int, subject: str) -> None:
+    with smtplib.SMTP(HOST, port, timeout=30) as smtp:
+        smtp.sendmail(
+            "sender@outside.test",
+            [ALICE],
+            f"From: sender@outside.test\r\nTo: {ALICE}\r\nSubject: {subject}\r\n\r\nbody of {subject}\r\n",
+        )
+
+
+def imap_login(port: int) -> imaplib.IMAP4_SSL:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    imap = imaplib.IMAP4_SSL(HOST, port, ssl_context=context, timeout=30)
+    imap.login(ALICE, PASSWORD)
+    return imap
+
+
+def inbox(imap: imaplib.IMAP4_SSL, folder: str = "INBOX") -> list[tuple[str, str, str]]:
+    """(subject, flags, body text) of every message, in order."""
+    typ, data = imap.select(folder)
+    assert typ == "OK", data
+    if int(data[0] or 0) == 0:
+        return []
+    typ, fetched = imap.fetch("1:*", "(FLAGS BODY.PEEK[])")
+    assert typ == "OK"
+    out = []
+    for item in fetched:
+        if not isinstance(item, tuple):
+            continue
+        flags = re.search(rb"FLAGS \(([^)]*)\)", item[0])
+        text = item[1].decode()
+        subject = re.search(r"^Subject: (.*)$", text, re.M)
+        out.append((subject.group(1).strip() if subject else "", flags.group(1).decode() if flags else "", text))
+    return out
+
+
+def wait_for(check, what: str, timeout: float = 60.0):  # type: ignore[no-untyped-def]
+    """Poll `check()` until it returns a true value (bounded); the last error is reported."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except Exception as exc:  # the server may not have followed the directory yet
+            last = exc
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}: {last!r}")
+
+
+def enable_imap(server: MailServer, port: int) -> None:
+    done = server.courriel("imap-settings", "set", "--enabled", "true")
+    assert done.returncode == 0, done.stderr
+    wait_for(lambda: _listening(HOST, port), "IMAP to listen")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest) -> Iterator[tuple[str, list[str]]]:
+    urls: list[str] = []
+    if request.param == "postgresql":
+        require(postgres_available(), "PostgreSQL at 127.0.0.1:5432")
+        urls = [asyncio.run(create_pg_database()) for _ in range(3)]
+    try:
+        yield request.param, urls
+    finally:
+        for url in urls:
+            asyncio.run(drop_pg_database(url))
+
+
+def test_mailbox_move_under_traffic(engine: tuple[str, list[str]], tmp_path: Path) -> None:
+    kind, urls = engine
+    offset = free_offset()
+    config_path = asyncio.run(
+        create_organization(
+            tmp_path,
+            directory_url=urls[0] if urls else None,
+            mailbox_db_url=urls[1] if urls else None,
+            offset=offset,
+        )
+    )
+    server = MailServer(config_path, offset)
+    target = "PG02" if urls else "DB02"
+    created = server.courriel("database", "new", target, *(["--url", urls[2]] if urls else []))
+    assert created.returncode == 0, created.stderr
+    server.start()
+    try:
+        smtp_port, imap_port = server.port("frontend"), 993 + offset
+        enable_imap(server, imap_port)
+        for n in range(8):
+            send(smtp_port, f"before {n}")
+        imap = imap_login(imap_port)
+        wait_for(lambda: len(inbox(imap)) == 8, "the first messages")
+        assert imap.store("1:3", "+FLAGS", "(\\Flagged $Project)")[0] == "OK"
+        assert imap.create("Archive")[0] == "OK"
+        assert imap.copy("4", "Archive")[0] == "OK"
+        assert imap.subscribe("Archive")[0] == "OK"
+        imap.logout()
+
+        sent: list[str] = []
+        stop = threading.Event()
+
+        def traffic() -> None:
+            for n in range(500):
+                if stop.is_set():
+                    return
+                send(smtp_port, f"during {n}")
+                sent.append(f"during {n}")
+                time.sleep(0.05)
+
+        sender = threading.Thread(target=traffic)
+        sender.start()
+        try:
+            wait_for(lambda: len(sent) >= 3, "traffic to start")
+            moved = subprocess.run(
+                [sys.executable, "-m", "courriel", "--config", str(config_path),
+                 "mailbox", "move", ALICE, "--database", target],
+                capture_output=True, text=True, timeout=120,
+            )
+            during = len(sent)
+            wait_for(lambda: len(sent) >= during + 3, "traffic after the move")
+        finally:
+            stop.set()
+            sender.join(60)
+        assert moved.returncode == 0, moved.stderr + moved.stdout
+        assert "final step" in moved.stdout and f"moved {ALICE} to {target}" in moved.stdout
+        for n in range(3):
+            send(smtp_port, f"after {n}")
+        server.courriel("queue", "retry", "--all")  # deliveries turned back by the final step: now
+
+        expected = sorted([f"before {n}" for n in range(8)] + sent + [f"after {n}" for n in range(3)])
+        imap = imap_login(imap_port)
+        wait_for(lambda: len(inbox(imap)) >= len(expected), "every message in the new database")
+        messages = inbox(imap)
+        assert sorted(subject for subject, _, _ in messages) == expected  # each once: none lost, none twice
+        assert all(f"body of {subject}" in text for subject, _, text in messages)
+        flagged = [subject for subject, flags, _ in messages if "\\Flagged" in flags and "$Project" in flags]
+        assert sorted(flagged) == ["before 0", "before 1", "before 2"]
+        assert [subject for subject, _, _ in inbox(imap, "Archive")] == ["before 3"]
+        assert b"Archive" in b"".join(imap.lsub()[1])
+        imap.logout()
+        shown = server.courriel("mailbox", "show", ALICE, "--json")
+        assert f'"database": "{target}"' in shown.stdout
+    finally:
+        server.stop()
+
+
+def _start(config_path: Path, port: int) -> subprocess.Popen[bytes]:
+    log = (config_path.parent / "server.log").open("ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "courriel", "--config", str(config_path), "serve"], stdout=log, stderr=subprocess.STDOUT
+    )
+    wait_for(lambda: process.poll() is None and _listening(HOST, port), f"{config_path.parent.name} to listen", 30)
+    return process
+
+
+async def _join(root: Path, directory_url: str, offset: int) -> Path:
+    setup = ServerSetup(
+        config_path=root / "courriel.toml",
+        server="mx2",
+        fqdn="mx2.example.test",
+        roles=("mailbox",),
+        listen=(HOST,),
+        port_offset=offset,
+        directory_url=directory_url,
+    )
+    await init_server(setup, organization=None, domain=None, join=True)
+    directory = await Directory.open(directory_url)
+    try:  # a Mailbox server on another machine (no process: only its directory entry matters)
+        await directory.register_server("mx3", "mx3.example.test", ["mailbox"], addresses=["192.0.2.10"])
+    finally:
+        await directory.close()
+    return root / "courriel.toml"
+
+
+def test_database_switchover_to_another_server(tmp_path: Path) -> None:
+    require(postgres_available(), "PostgreSQL at 127.0.0.1:5432")
+    urls = [asyncio.run(create_pg_database()) for _ in range(2)]
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        offset1 = free_offset()
+        mx1 = MailServer(
+            asyncio.run(create_organization(tmp_path / "mx1", directory_url=urls[0], mailbox_db_url=urls[1], offset=offset1)),
+            offset1,
+        )
+        mx1.start()
+        offset2 = free_offset(ports=(25, 465, 1143, 1993, 1110, 1995))
+        while abs(offset2 - offset1) < 2000:
+            offset2 = free_offset(ports=(25, 465, 1143, 1993, 1110, 1995))
+        mx2_config = asyncio.run(_join(tmp_path / "mx2", urls[0], offset2))
+        processes.append(_start(mx2_config, 25 + offset2))
+        enable_imap(mx1, 993 + offset1)
+        for n in range(4):
+            send(mx1.port("frontend"), f"on mx1 {n}")
+        wait_for(lambda: len(inbox(imap_login(993 + offset1))) == 4, "delivery on mx1")
+
+        refused = mx1.courriel("database", "move", "DB01", "--server", "mx3")
+        assert refused.returncode != 0 and "SQLite file" in refused.stderr and "mx3" in refused.stderr
+        refused = mx1.courriel("database", "move", "PG01", "--server", "mx3")
+        assert refused.returncode != 0 and "loopback" in refused.stderr
+
+        moved = mx1.courriel("database", "move", "PG01", "--server", "mx2")
+        assert moved.returncode == 0, moved.stderr
+        assert "PG01: mounted on mx2" in moved.stdout
+        # mx2's own IMAP back end serves alice, with the bodies mx1 stored.
+        wait_for(lambda: _listening(HOST, 1993 + offset2), "mx2's IMAP back end")
+        messages = wait_for(lambda: inbox(imap_login(1993 + offset2)), "mx2 to mount PG01")
+        assert sorted(s for s, _, _ in messages) == [f"on mx1 {n}" for n in range(4)]
+        assert all(f"body of {s}" in text for s, _, text in messages)
+        # New mail for alice, received by mx1, follows the database to mx2; so does mx1's front end.
+        send(mx1.port("frontend"), "on mx2")
+        wait_for(lambda: len(inbox(imap_login(1993 + offset2))) == 5, "delivery on mx2")
+        proxied = wait_for(lambda: inbox(imap_login(993 + offset1)), "mx1's front end to proxy to mx2")
+        assert sorted(s for s, _, _ in proxied) == sorted([f"on mx1 {n}" for n in range(4)] + ["on mx2"])
+        # A SQLite database can go to a server on the same machine: it is then named by its full path.
+        moved = mx1.courriel("database", "move", "DB01", "--server", "mx2")
+        assert moved.returncode == 0, moved.stderr
+        listed = json.loads(mx1.courriel("database", "list", "--json").stdout)
+        db01 = next(d for d in listed if d["name"] == "DB01")
+        assert db01["server"] == "mx2" and db01["url"] == f"sqlite:///{(tmp_path / 'mx1' / 'data' / 'databases' / 'DB01.db').resolve()}"
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(30)
+        if "mx1" in locals():
+            mx1.stop()
+        for url in urls:
+            asyncio.run(drop_pg_database(url))
