@@ -7,6 +7,12 @@ one that clients reach (IMAP4 143/993, POP3 110/995) and the back-end one on the
 stops the listeners to match, without a restart. Other settings (LoginType, timeouts, limits,
 banner) are read per connection, so they need no reconcile. Ports come from core/ports.py with
 the server's `port_offset`, on each of the config's listen addresses.
+
+Every worker process of a server runs these services on the same ports (`reuse_port`, as the
+SMTP listeners do): the kernel spreads connections over the workers. What must hold across
+workers is shared through the databases or the data directory: IMAP IDLE hears other workers'
+changes through a per-process change feed (services/imap/feed.py), the POP3 maildrop lock is a
+file lock in `data_dir/pop3-locks` (services/pop3/maildrop.py).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from courriel.roles.mailbox import MailboxRole
 from courriel.security.throttle import LoginThrottle
 from courriel.security.tls import client_context
 from courriel.services.imap import ImapService
+from courriel.services.pop3.maildrop import MaildropLocks
 from courriel.services.pop3.service import Pop3Service
 
 log = logging.getLogger(__name__)
@@ -54,8 +61,10 @@ class ProtocolServices:
         throttle: LoginThrottle,
         *,
         backend_tls: ssl.SSLContext | None = None,
+        reuse_port: bool = False,
     ) -> None:
         self.config = config
+        self.reuse_port = reuse_port
         self.cache = cache
         self.mailbox = mailbox
         self.tls = tls
@@ -98,7 +107,12 @@ class ProtocolServices:
 
         if name == "pop3-backend":
             return Pop3Service(
-                snapshot=snapshot, databases=self._database, throttle=self.throttle, tls=self.tls
+                snapshot=snapshot,
+                databases=self._database,
+                throttle=self.throttle,
+                tls=self.tls,
+                locks=MaildropLocks(self.config.data_dir / "pop3-locks"),
+                reuse_port=self.reuse_port,
             )
         if name == "imap-backend":
             return ImapService(
@@ -109,15 +123,18 @@ class ProtocolServices:
                 throttle=self.throttle,
                 server_name=self.config.name,
                 fqdn=self.config.fqdn,
+                reuse_port=self.reuse_port,
             )
         front = {"pop3-proxy": Pop3FrontEnd, "imap-proxy": ImapFrontEnd}[name]
-        return front(
+        service = front(
             snapshot=snapshot,
             throttle=self.throttle,
             tls=self.tls,
             locator=self.locator,
             backend_tls=self.backend_tls,
         )
+        service.listeners.reuse_port = self.reuse_port  # the front ends' sockets, likewise
+        return service
 
     async def reconcile(self) -> None:
         """Start the services the settings enable, stop the ones they no longer do."""

@@ -4,7 +4,7 @@ One frozen dataclass per command of RFC 3501 / RFC 9051 and of the extensions Co
 IDLE (RFC 2177), UIDPLUS (RFC 4315), MOVE (RFC 6851), SPECIAL-USE (RFC 6154), NAMESPACE
 (RFC 2342), ID (RFC 2971), ENABLE (RFC 5161), SASL-IR (RFC 4959), CONDSTORE/QRESYNC (RFC 7162),
 ESEARCH (RFC 4731), UNSELECT (RFC 3691), LIST-EXTENDED (RFC 5258), LIST-STATUS (RFC 5819),
-BINARY (RFC 3516), STATUS=SIZE (RFC 8438), APPENDLIMIT (RFC 7889).
+BINARY (RFC 3516), STATUS=SIZE (RFC 8438), APPENDLIMIT (RFC 7889), COMPRESS=DEFLATE (RFC 4978).
 
 Mailbox names are the wire form (modified UTF-7, or UTF-8 once UTF8=ACCEPT is enabled): the
 engine decodes them with mutf7.py because only it knows what the client enabled.
@@ -56,6 +56,14 @@ class Login:
     tag: str
     username: str
     password: str
+
+
+@dataclass(frozen=True, slots=True)
+class Compress:
+    """RFC 4978 §3: COMPRESS SP algorithm (upper-cased; only DEFLATE is served)."""
+
+    tag: str
+    algorithm: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,6 +278,7 @@ Command: TypeAlias = (
     | Authenticate
     | Login
     | Enable
+    | Compress
     | Select
     | Create
     | Delete

@@ -103,6 +103,14 @@ def _login(cur: Cursor, tag: str) -> c.Command:
     return c.Login(tag, user, password)
 
 
+def _compress(cur: Cursor, tag: str) -> c.Command:
+    """RFC 4978 §3: "COMPRESS" SP algorithm."""
+    cur.sp()
+    algorithm = cur.keyword()
+    cur.end()
+    return c.Compress(tag, algorithm)
+
+
 def _enable(cur: Cursor, tag: str) -> c.Command:
     """RFC 5161 §4: "ENABLE" 1*(SP capability)."""
     caps: list[str] = []
@@ -363,6 +371,7 @@ _COMMANDS: Final[dict[str, Parser]] = {
     "AUTHENTICATE": _authenticate,
     "LOGIN": _login,
     "ENABLE": _enable,
+    "COMPRESS": _compress,
     "ID": _id,
     "SELECT": _select(readonly=False),
     "EXAMINE": _select(readonly=True),

@@ -4,8 +4,11 @@ It is an `asyncio.Protocol`, not a stream, so that the session owns the input bu
 that arrive before a STARTTLS handshake are dropped by the session and never reach the TLS
 layer (RFC 9051 §11.1; CVE-2011-0411). Reading pauses while the session has a high-water mark
 of unframed input; writing waits while the transport's buffer is full and gives up on a peer
-that reads nothing for `WRITE_TIMEOUT`. Thousands of connections sit in IDLE, so the object is
-slotted and holds no per-connection copies beyond what the session needs.
+that reads nothing for `WRITE_TIMEOUT`. After COMPRESS (RFC 4978) bytes pass through a
+`Deflate` between the socket (or TLS) and the session, inflated `INFLATE_CHUNK` at a time so
+that reading stays paused while the session is full. Thousands of connections sit in IDLE, so
+the object is slotted and holds no per-connection copies beyond what the session needs (and
+the service calls `small_tls_reads`, services/pop3/stream.py).
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import zlib
 from typing import TYPE_CHECKING, Final
 
 from courriel.proto.imap.session import ImapSession
+from courriel.services.imap.deflate import Deflate
 
 if TYPE_CHECKING:
     from courriel.services.imap.server import ImapService
@@ -24,6 +29,7 @@ log = logging.getLogger(__name__)
 
 TLS_HANDSHAKE_TIMEOUT: Final = 30.0
 WRITE_TIMEOUT: Final = 60.0
+INFLATE_CHUNK: Final = 64 * 1024
 
 
 class ImapConnection(asyncio.Protocol):
@@ -35,6 +41,8 @@ class ImapConnection(asyncio.Protocol):
         "_session",
         "_lost",
         "_drained",
+        "_deflate",
+        "_paused",
         "task",
         "peer",
     )
@@ -47,6 +55,8 @@ class ImapConnection(asyncio.Protocol):
         self._session: ImapSession | None = None
         self._lost = False
         self._drained: asyncio.Future[None] | None = None  # set while the transport is full
+        self._deflate: Deflate | None = None  # after COMPRESS DEFLATE
+        self._paused = False  # the session asked us to stop reading
         self.task: asyncio.Task[None] | None = None
         self.peer = ""
 
@@ -66,8 +76,28 @@ class ImapConnection(asyncio.Protocol):
         self.task = asyncio.get_running_loop().create_task(self._service.run(self, session))
 
     def data_received(self, data: bytes) -> None:
-        if self._session is not None:
+        if self._session is None:
+            return
+        if self._deflate is None:
             self._session.data_received(data)
+            return
+        self._deflate.feed(data)
+        self._inflate()
+
+    def _inflate(self) -> None:
+        """Hand the session what the client compressed, until it has enough (it pauses us)."""
+        session, deflate = self._session, self._deflate
+        if session is None or deflate is None:
+            return
+        try:
+            while not self._paused and not self._lost:
+                data = deflate.inflate(INFLATE_CHUNK)
+                if not data:
+                    return
+                session.data_received(data)
+        except zlib.error as error:
+            log.info("IMAP client %s sent a corrupt DEFLATE stream: %s", self.peer, error)
+            self.abort()
 
     def eof_received(self) -> bool:
         if self._session is not None:
@@ -100,6 +130,8 @@ class ImapConnection(asyncio.Protocol):
     async def send(self, data: bytes) -> None:
         if self._lost or self._transport is None:
             return
+        if self._deflate is not None:
+            data = self._deflate.compress(data)
         self._transport.write(data)
         drained = self._drained
         if drained is not None:
@@ -131,13 +163,25 @@ class ImapConnection(asyncio.Protocol):
         self._tls = True
         return True
 
+    def start_compression(self, ready: bytes) -> bool:
+        if self._transport is None or self._lost:
+            return False
+        self._transport.write(ready)
+        self._deflate = Deflate()  # before any await: the client's next byte is compressed
+        return True
+
     def pause_reading(self) -> None:
+        self._paused = True
         if self._transport is not None and not self._lost:
             self._transport.pause_reading()
 
     def resume_reading(self) -> None:
+        self._paused = False
         if self._transport is not None and not self._lost:
             self._transport.resume_reading()
+            if self._deflate is not None:
+                # Not from inside the session's own call: it is mid-way through its input.
+                asyncio.get_running_loop().call_soon(self._inflate)
 
     def close(self) -> None:
         """Close once what was written has gone out."""

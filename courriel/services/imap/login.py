@@ -19,6 +19,7 @@ from courriel.org.model import ProtocolSettings
 from courriel.proto.imap import respcodes as rc
 from courriel.proto.imap.backend import LoginRefused
 from courriel.services.imap.account import RecentRegistry, StoreAccount
+from courriel.services.imap.feed import FeedAccount, ProcessFeeds
 from courriel.services.pop3.logins import DirectoryLogin, SessionCounter
 
 log = logging.getLogger(__name__)
@@ -36,12 +37,14 @@ class DirectoryAuthenticator:
         settings: Callable[[], ProtocolSettings],
         counter: SessionCounter,
         recent: RecentRegistry,
+        feeds: ProcessFeeds,
     ) -> None:
         self._login = login
         self._databases = databases
         self._settings = settings
         self.counter = counter
         self._recent = recent
+        self._feeds = feeds
 
     async def login(self, username: str, password: str, peer: str) -> StoreAccount | LoginRefused:
         recipient = await self._login.verify(peer, username, password)
@@ -68,6 +71,11 @@ class DirectoryAuthenticator:
             self.counter.leave_user(guid)
             return UNAVAILABLE
         log.info("IMAP login %s from %s", recipient.primary_address, peer)
-        return StoreAccount(
-            db, guid, recipient.primary_address, self._recent, lambda: self.counter.leave_user(guid)
+        return FeedAccount(
+            db,
+            guid,
+            recipient.primary_address,
+            self._recent,
+            lambda: self.counter.leave_user(guid),
+            self._feeds.of(db),
         )

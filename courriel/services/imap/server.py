@@ -9,15 +9,17 @@ post-authentication timeouts, MaxConnections, MaxConnectionsPerUser and MaxComma
 no per-address limit here: the clients of a back end are the Client Access front ends, which
 apply MaxConnectionFromSingleIP to the real client addresses.
 
-Changes made in this process reach IDLE at once (the store's change notifications); those made
-by another process (another worker's local delivery) are found by polling, within a second
-while the query budget allows (`_poll_every`).
+Every worker of the server runs this service on the same ports (`reuse_port`: the kernel
+spreads the connections). Changes made in this process reach IDLE at once (the store's change
+notifications); those made by another worker are found by one poll per database and folder for
+the whole process (feed.py), every `poll_interval` seconds, not by each session.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import ssl
 from collections.abc import Callable
 from typing import Final
@@ -29,8 +31,10 @@ from courriel.proto.imap.session import ImapSession, SessionConfig
 from courriel.security.throttle import LoginThrottle
 from courriel.services.imap.account import RecentRegistry
 from courriel.services.imap.connection import TLS_HANDSHAKE_TIMEOUT, ImapConnection
+from courriel.services.imap.feed import ProcessFeeds
 from courriel.services.imap.login import DirectoryAuthenticator
 from courriel.services.pop3.logins import DirectoryLogin, SessionCounter, plaintext_allowed
+from courriel.services.pop3.stream import small_tls_reads
 
 log = logging.getLogger(__name__)
 
@@ -53,21 +57,26 @@ class ImapService:
         fqdn: str,
         append_limit: int = DEFAULT_APPEND_LIMIT,
         poll_interval: float = 1.0,
-        poll_budget: float = 200.0,
         idle_keepalive: float = 120.0,
+        reuse_port: bool = False,
     ) -> None:
         self.tls = tls
         self.server_name = server_name
         self.fqdn = fqdn
         self._settings = settings
         self._append_limit = append_limit
-        self._poll_interval = poll_interval
-        self._poll_budget = poll_budget
         self._idle_keepalive = idle_keepalive
+        self._reuse_port = reuse_port
         self.recent = RecentRegistry()
         self.counter = SessionCounter()
+        self.feeds = ProcessFeeds(poll_interval)
         self.authenticator = DirectoryAuthenticator(
-            DirectoryLogin(directory, throttle, "imap"), databases, settings, self.counter, self.recent
+            DirectoryLogin(directory, throttle, "imap"),
+            databases,
+            settings,
+            self.counter,
+            self.recent,
+            self.feeds,
         )
         self._servers: list[tuple[str, int, asyncio.Server]] = []
         self._connections: set[ImapConnection] = set()
@@ -77,12 +86,14 @@ class ImapService:
     async def start_listener(self, host: str, port: int, *, implicit_tls: bool) -> int:
         """Listen on host:port, with TLS from the first byte (1993) or STARTTLS (1143); returns
         the bound port (useful with port 0)."""
+        small_tls_reads()
         server = await asyncio.get_running_loop().create_server(
             lambda: ImapConnection(self, implicit_tls),
             host,
             port,
             ssl=self.tls if implicit_tls else None,
             ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if implicit_tls else None,
+            reuse_port=self._reuse_port or None,
         )
         bound = int(server.sockets[0].getsockname()[1])
         self._servers.append((host, bound, server))
@@ -121,6 +132,7 @@ class ImapService:
         for _, _, server in self._servers:
             await server.wait_closed()
         self._servers.clear()
+        await self.feeds.close()
 
     # ---- connections ----------------------------------------------------------------------------
 
@@ -137,19 +149,12 @@ class ImapService:
             pre_auth_timeout=settings.pre_authenticated_connection_timeout,
             auth_timeout=settings.authenticated_connection_timeout,
             idle_keepalive=self._idle_keepalive,
-            poll_interval=self._poll_interval,
-            poll_every=self._poll_every,
+            poll_interval=math.inf,  # the process's change feed polls for every session
             max_command=settings.max_command_size,
             append_limit=self._append_limit,
         )
         self._configs[implicit_tls] = (settings, config)
         return config
-
-    def _poll_every(self) -> float:
-        """IDLE polls for other processes' changes (another worker's deliveries) every
-        `poll_interval` seconds, slower when there are so many sessions that all of them
-        together would exceed `poll_budget` queries per second: latency gives, not the CPU."""
-        return max(self._poll_interval, len(self._connections) / self._poll_budget)
 
     def accept(self, connection: ImapConnection, implicit_tls: bool) -> ImapSession | None:
         """A session for a new connection, or None after a BYE (disabled, full, stopping)."""

@@ -1,11 +1,12 @@
 """The Inbox as a POP3 maildrop, over the mailbox store, and the maildrop lock.
 
 RFC 1939 §8: the server locks the maildrop at login so that two sessions do not delete from
-under each other; a second session is refused with [IN-USE] (RFC 2449 §8.1.2). The lock is
-held in this process (`MaildropLocks`), which is exact because each mailbox database is active
-on one Mailbox server and this back end is the only POP3 path to it: every Client Access front
-end proxies to the server holding the database. Should POP3 ever run in several processes over
-one database, the lock would have to move into the database (a row with an expiry).
+under each other; a second session is refused with [IN-USE] (RFC 2449 §8.1.2). Each mailbox
+database is active on one Mailbox server and this back end is the only POP3 path to it (every
+Client Access front end proxies to the server holding the database), but every worker process
+of that server runs the back end: `MaildropLocks` takes an flock(2) on a file per mailbox in
+the server's data directory, which every worker sees and the kernel releases when its holder
+exits, however it exits, so a crashed worker never leaves a maildrop locked.
 
 IMAP clients are not locked out and may change the same Inbox meanwhile (as with Exchange and
 Dovecot): a message expunged by IMAP after the snapshot is answered "-ERR" by RETR and TOP
@@ -14,32 +15,58 @@ Dovecot): a message expunged by IMAP after the snapshot is answered "-ERR" by RE
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import os
+import re
 from collections.abc import Sequence
+from pathlib import Path
 
 from courriel.mailbox.pop import parse_pop_key
 from courriel.mailbox.store import MailboxDatabase
 from courriel.proto.pop3 import DropEntry
 
 INBOX = "INBOX"
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_-]{1,100}")
 
 
 class MaildropLocks:
-    """Which maildrops (mailbox GUIDs) have a POP3 session in the TRANSACTION state."""
+    """Which maildrops (mailbox GUIDs) have a POP3 session in the TRANSACTION state: in this
+    process, and with `folder`, in every process of the server (lock files there)."""
 
-    def __init__(self) -> None:
-        self._held: set[str] = set()
+    def __init__(self, folder: Path | None = None) -> None:
+        self._folder = folder
+        self._held: dict[str, int | None] = {}  # guid → the descriptor holding its flock
 
     def acquire(self, guid: str) -> bool:
         if guid in self._held:
             return False
-        self._held.add(guid)
+        fd = None
+        if self._folder is not None:
+            self._folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self._folder / _file_name(guid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # another worker's session has it
+                os.close(fd)
+                return False
+        self._held[guid] = fd
         return True
 
     def release(self, guid: str) -> None:
-        self._held.discard(guid)
+        """Closing the descriptor drops the flock; the file stays (unlinking would race)."""
+        fd = self._held.pop(guid, None)
+        if fd is not None:
+            os.close(fd)
 
     def held(self, guid: str) -> bool:
         return guid in self._held
+
+
+def _file_name(guid: str) -> str:
+    if _PLAIN_NAME.fullmatch(guid):
+        return f"{guid}.lock"
+    return hashlib.sha256(guid.encode()).hexdigest() + ".lock"
 
 
 class StoreMaildrop:

@@ -52,12 +52,13 @@ class Pop3Service:
         throttle: LoginThrottle,
         tls: ssl.SSLContext | None,
         locks: MaildropLocks | None = None,
+        reuse_port: bool = False,
     ) -> None:
         self.login = DirectoryLogin(snapshot, throttle, "pop")
         self.databases = databases
         self.locks = locks or MaildropLocks()
         self.counter = SessionCounter()
-        self.listeners = ListenerGroup("pop3-backend", self._serve, tls)
+        self.listeners = ListenerGroup("pop3-backend", self._serve, tls, reuse_port=reuse_port)
 
     async def start_listener(self, host: str, port: int, *, implicit_tls: bool) -> int:
         return await self.listeners.listen(host, port, implicit_tls=implicit_tls)

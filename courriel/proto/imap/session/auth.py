@@ -1,5 +1,5 @@
 """Commands of any state and of the not-authenticated state: CAPABILITY, NOOP, LOGOUT, ID, STARTTLS,
-LOGIN, AUTHENTICATE, and ENABLE and NAMESPACE right after.
+LOGIN, AUTHENTICATE, and ENABLE and NAMESPACE right after; the capability list.
 
 RFC 9051 §6.1–6.2 and §7.2.2; STARTTLS (RFC 9051 §6.2.1, §11.1), SASL-IR (RFC 4959), PLAIN
 (RFC 4616), ID (RFC 2971), ENABLE (RFC 5161), NAMESPACE (RFC 2342). Exchange's LoginType
@@ -58,6 +58,7 @@ def capabilities(s: Session) -> list[str]:
     else:
         caps.extend(_AFTER_LOGIN)
         caps.append(f"APPENDLIMIT={s.config.append_limit}")
+        caps.append("COMPRESS=DEFLATE")  # RFC 4978
     return caps
 
 

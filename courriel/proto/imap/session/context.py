@@ -84,6 +84,11 @@ class Wire(Protocol):
         """Send `ready` (the tagged OK) and upgrade to TLS; False when the handshake fails."""
         ...
 
+    def start_compression(self, ready: bytes) -> bool:
+        """Send `ready` (the tagged OK), then DEFLATE both ways (RFC 4978) with no wait in
+        between; False when this wire cannot."""
+        ...
+
     def pause_reading(self) -> None: ...
     def resume_reading(self) -> None: ...
     def close(self) -> None: ...
@@ -127,6 +132,7 @@ class Session:
         "peer",
         "state",
         "tls_active",
+        "compressed",
         "account",
         "selected",
         "watch",
@@ -152,6 +158,7 @@ class Session:
         self.peer = peer
         self.state = State.NOT_AUTHENTICATED
         self.tls_active = config.tls_active
+        self.compressed = False  # RFC 4978 COMPRESS=DEFLATE is on
         self.account: Account | None = None
         self.selected: SelectedView | None = None
         self.watch: Watch | None = None
@@ -302,8 +309,8 @@ class Session:
                 self.wire.resume_reading()
 
     def reset_input(self) -> None:
-        """After STARTTLS: drop everything that arrived before the handshake (RFC 9051 §11.1;
-        the CVE-2011-0411 command injection)."""
+        """After STARTTLS or COMPRESS: drop everything that arrived before the switch (RFC 9051
+        §11.1; the CVE-2011-0411 command injection)."""
         self._inbox.clear()
         self.reader = CommandReader(self._limits())
 

@@ -5,7 +5,8 @@ notification for the selected folder (a change committed in this process, delive
 milliseconds), and a timer. The timer sends `* OK Still here` every `idle_keepalive` seconds
 so NAT boxes keep the connection, and polls the folder's HIGHESTMODSEQ every `poll_interval`
 seconds (or what `poll_every` says) for changes made by other processes — another worker's
-local delivery — which cannot notify us. RFC 2177 §3: a client
+local delivery — which cannot notify us (the IMAP service sets it to infinity: its per-process
+change feed wakes the session instead, services/imap/feed.py). RFC 2177 §3: a client
 re-issues IDLE at least every 29 minutes; the authenticated timeout (30 minutes by default)
 counts from the start of this IDLE, so a client that never sends DONE is logged out.
 """

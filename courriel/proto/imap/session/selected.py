@@ -8,7 +8,10 @@ client. It starts from the store's snapshot (one query) and is then kept current
 `changes_since` (updates.py) and this session's own STOREs.
 
 Memory matters (thousands of idle sessions): compact arrays, one byte of system flags per
-message, keywords as an index into a small table of the distinct keyword sets in use.
+message, keywords as an index into a small table of the distinct keyword sets in use; and the
+sessions that select the same folder in the same state share those arrays (`_Columns`, found
+by content in a weak registry) until one of them changes its copy: a thousand IDLE sessions on
+one 10,000-message Inbox hold one set of columns, not a thousand.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from typing import Final
+from weakref import WeakValueDictionary
 
 from courriel.proto.imap import writer as w
 from courriel.proto.imap.backend import SEEN, SYSTEM_FLAGS, SnapshotView
@@ -41,6 +45,29 @@ def in_set(uid: int, seqset: SequenceSet, top: int, saved: Sequence[int] = ()) -
     return False
 
 
+class _Columns:
+    """A view's per-message columns, as shared between views (never changed once shared)."""
+
+    __slots__ = ("uids", "flags", "kw", "modseqs", "kw_table", "__weakref__")
+
+    def __init__(self, view: SelectedView) -> None:
+        self.uids, self.flags, self.kw = view.uids, view.flags, view.kw
+        self.modseqs, self.kw_table = view.modseqs, view.kw_table
+
+    def same(self, view: SelectedView) -> bool:
+        return (
+            self.uids == view.uids
+            and self.flags == view.flags
+            and self.modseqs == view.modseqs
+            and self.kw == view.kw
+            and self.kw_table == view.kw_table
+        )
+
+
+#: (UIDVALIDITY, HIGHESTMODSEQ, count, last UID) → the columns views in that state share.
+_SHARED: WeakValueDictionary[tuple[int, int, int, int], _Columns] = WeakValueDictionary()
+
+
 class SelectedView:
     __slots__ = (
         "folder_id",
@@ -59,9 +86,11 @@ class SelectedView:
         "gone",
         "exists_sent",
         "keywords_sent",
+        "_shared",
     )
 
     def __init__(self, folder_id: int, name: str, readonly: bool, snapshot: SnapshotView) -> None:
+        self._shared: _Columns | None = None  # set while the columns are shared: copy first
         self.folder_id = folder_id
         self.name = name
         self.readonly = readonly
@@ -82,10 +111,36 @@ class SelectedView:
         self.gone: set[int] = set()  # expunged elsewhere, not announced yet
         self.exists_sent = len(self.uids)  # what the client believes the count is
         self.keywords_sent = len(self.kw_table)
+        self._share()
+
+    def _share(self) -> None:
+        """Use the columns of a view in the same state, or offer ours to the next one."""
+        uids = self.uids
+        key = (self.uidvalidity, self.modseq, len(uids), uids[-1] if uids else 0)
+        found = _SHARED.get(key)
+        if found is not None and found.same(self):
+            self.uids, self.flags, self.kw = found.uids, found.flags, found.kw
+            self.modseqs, self.kw_table = found.modseqs, found.kw_table
+            self._kw_ids = {k: i for i, k in enumerate(found.kw_table)}
+        else:
+            found = _SHARED[key] = _Columns(self)
+        self._shared = found
+
+    def _own(self) -> None:
+        """Before the first change: our own copy of the shared columns."""
+        if self._shared is None:
+            return
+        self._shared = None
+        self.uids = array("I", self.uids)
+        self.flags = bytearray(self.flags)
+        self.kw = array("I", self.kw)
+        self.modseqs = array("Q", self.modseqs)
+        self.kw_table = list(self.kw_table)
 
     def _keyword_id(self, keywords: tuple[str, ...]) -> int:
         found = self._kw_ids.get(keywords)
         if found is None:
+            self._own()
             found = self._kw_ids[keywords] = len(self.kw_table)
             self.kw_table.append(keywords)
         return found
@@ -120,6 +175,7 @@ class SelectedView:
 
     def update(self, i: int, flags: int, keywords: tuple[str, ...], modseq: int) -> bool:
         """Record a message's new state; True when its flags or keywords differ from before."""
+        self._own()
         kw = self._keyword_id(keywords)
         differs = self.flags[i] != flags or self.kw[i] != kw
         self.flags[i] = flags & 0xFF
@@ -130,6 +186,7 @@ class SelectedView:
 
     def add(self, uid: int, flags: int, keywords: tuple[str, ...], modseq: int) -> None:
         """A new message (its UID is above every UID in the view)."""
+        self._own()
         self.uids.append(uid)
         self.flags.append(flags & 0xFF)
         self.kw.append(self._keyword_id(keywords))
@@ -141,6 +198,9 @@ class SelectedView:
         """Drop messages at these ascending positions (announced as expunged)."""
         if not positions:
             return
+        if self._shared is not None:  # new columns below; the keyword table becomes ours
+            self._shared = None
+            self.kw_table = list(self.kw_table)
         drop = set(positions)
         self.gone.difference_update(self.uids[i] for i in positions)
         keep = [i for i in range(len(self.uids)) if i not in drop]
@@ -179,12 +239,12 @@ class SelectedView:
     def flags_getter(self, with_recent: bool) -> Callable[[int], bytes]:
         """`flags_item` for a long loop: each distinct combination is serialised once."""
         cache: dict[int, bytes] = {}
-        flags, kw, uids = self.flags, self.kw, self.uids
         recent = with_recent and bool(self.recent)
 
         def get(i: int) -> bytes:
-            key = flags[i] | kw[i] << 9
-            if recent and self.is_recent(uids[i]):
+            # The columns are read through `self`: a change replaces shared ones by a copy.
+            key = self.flags[i] | self.kw[i] << 9
+            if recent and self.is_recent(self.uids[i]):
                 key |= 256
             found = cache.get(key)
             if found is None:

@@ -32,6 +32,7 @@ from courriel.proto.imap.reader import CommandReceived, ContinuationNeeded, Even
 from courriel.proto.imap.session import (
     append,
     auth,
+    compress,
     copymove,
     expunge,
     fetch,
@@ -64,6 +65,7 @@ COMMANDS: Final[dict[type, tuple[Handler, frozenset[State]]]] = {
     c.Login: (auth.login, NOT_AUTH),
     c.Authenticate: (auth.authenticate, NOT_AUTH),
     c.Enable: (auth.enable, AUTH),  # RFC 5161 §3.1
+    c.Compress: (compress.compress, AUTH_OR_SELECTED),  # RFC 4978 §3
     c.Namespace: (auth.namespace, AUTH_OR_SELECTED),
     c.Select: (select.select, AUTH_OR_SELECTED),
     c.Create: (mailboxes.create, AUTH_OR_SELECTED),
