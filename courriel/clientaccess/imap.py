@@ -11,9 +11,7 @@ LIMIT (MaxConnectionsPerUser) and UNAVAILABLE.
 
 from __future__ import annotations
 
-import ssl
 from collections import deque
-from collections.abc import Callable
 
 from courriel.clientaccess.imap_login import (
     AUTH_FAILED,
@@ -26,17 +24,14 @@ from courriel.clientaccess.imap_login import (
     Send,
     StartTLS,
 )
-from courriel.clientaccess.locator import BackendLocator
 from courriel.clientaccess.pop3 import plain_response
 from courriel.clientaccess.proxy import BackendLink, BackendLogin, Denied, FrontEnd, Proxied, relay
 from courriel.org.model import ProtocolSettings
-from courriel.org.snapshot import DirectorySnapshot
 from courriel.proto.imap import respcodes as codes
 from courriel.proto.imap import writer as w
 from courriel.proto.imap.reader import literal_marker
-from courriel.security.throttle import LoginThrottle
 from courriel.services.pop3.logins import plaintext_allowed
-from courriel.services.pop3.stream import Connection, Shutdown
+from courriel.services.stream import Connection, Shutdown
 
 BACKEND_TAG = b"cas1"
 MAX_RESPONSE = 1 << 20  # the back end's untagged responses before its tagged answer
@@ -123,37 +118,13 @@ def backend_login_for(client_tag: str) -> BackendLogin:
 
 
 class ImapFrontEnd(FrontEnd):
-    def __init__(
-        self,
-        *,
-        snapshot: Callable[[], DirectorySnapshot],
-        throttle: LoginThrottle,
-        tls: ssl.SSLContext | None,
-        locator: BackendLocator,
-        backend_tls: ssl.SSLContext,
-    ) -> None:
-        super().__init__(
-            name="imap-proxy",
-            protocol="imap",
-            backend_service="imap-backend",
-            snapshot=snapshot,
-            throttle=throttle,
-            tls=tls,
-            locator=locator,
-            backend_tls=backend_tls,
-            handler=self._serve,
-        )
+    name = "imap-proxy"
+    protocol = "imap"
+    backend_service = "imap-backend"
+    too_many_connections = TOO_MANY_CONNECTIONS
 
-    async def _serve(self, connection: Connection) -> None:
-        settings = self.login.settings()
-        ip = connection.peer[0]
-        if not self.counter.admit(ip, settings):
-            await connection.write(TOO_MANY_CONNECTIONS)
-            return
-        try:
-            await _ImapConversation(self, connection, settings).run()
-        finally:
-            self.counter.leave(ip)
+    async def converse(self, connection: Connection, settings: ProtocolSettings) -> None:
+        await _ImapConversation(self, connection, settings).run()
 
 
 class _ImapConversation:

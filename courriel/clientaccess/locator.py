@@ -23,9 +23,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from courriel.core.ports import SERVICES, Role, offset_port, services_for
-from courriel.org.ipranges import parse_binding
 from courriel.org.model import Recipient, Server
 from courriel.org.snapshot import DirectorySnapshot
+from courriel.transport.route.organization import connector_targets, receive_connector
 
 WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 
@@ -100,24 +100,19 @@ class BackendLocator:
     def smtp_endpoint(self, server: Server, connector_template: str) -> Endpoint | None:
         """Where `server` runs the receive connector `connector_template` (core/ports.py), or None
         when it is disabled."""
-        name = connector_template.format(server=server.name).casefold()
-        connector = next(
-            (c for c in self._snapshot().receive_connectors(server.name) if c.name.casefold() == name), None
-        )
+        name = connector_template.format(server=server.name)
+        connector = receive_connector(self._snapshot().receive_connectors(server.name), name)
         if connector is not None and not connector.enabled:
             return None
-        if connector is not None and connector.bindings:
-            port = parse_binding(connector.bindings[0]).port
-        else:
-            roles = frozenset(Role(r) for r in server.roles)
-            found = [s.port for s in services_for(roles) if s.connector == connector_template]
-            if not found:
-                return None
-            port = found[0]
+        roles = frozenset(Role(r) for r in server.roles)
+        seed = next((s.port for s in services_for(roles) if s.connector == connector_template), None)
+        targets = connector_targets(server, connector, seed)
+        if not targets:
+            return None
         return Endpoint(
             server.name,
             self._host(server),
-            offset_port(port, server.port_offset),
+            targets[0].port,
             implicit_tls=connector is not None and connector.implicit_tls,
             tls_name=server.fqdn,
         )

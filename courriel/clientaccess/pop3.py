@@ -12,14 +12,10 @@ and relays the rest of the session. The back end's refusals map to the same code
 from __future__ import annotations
 
 import base64
-import ssl
-from collections.abc import Callable
 
-from courriel.clientaccess.locator import BackendLocator
 from courriel.clientaccess.proxy import BackendLink, Denied, FrontEnd, Proxied, relay
-from courriel.org.snapshot import DirectorySnapshot
+from courriel.org.model import ProtocolSettings
 from courriel.proto.pop3 import DecideLogin, LoginResult, Pop3Session
-from courriel.security.throttle import LoginThrottle
 from courriel.services.pop3.connection import (
     TOO_MANY_CONNECTIONS,
     Handover,
@@ -27,7 +23,7 @@ from courriel.services.pop3.connection import (
     Timeouts,
     engine_settings,
 )
-from courriel.services.pop3.stream import Connection
+from courriel.services.stream import Connection
 
 UNAVAILABLE = "Mailbox server unavailable, try again later"
 TOO_MANY_SESSIONS = "Too many sessions for this user"
@@ -55,39 +51,15 @@ async def backend_login(link: BackendLink, username: str, password: str) -> byte
 
 
 class Pop3FrontEnd(FrontEnd):
-    def __init__(
-        self,
-        *,
-        snapshot: Callable[[], DirectorySnapshot],
-        throttle: LoginThrottle,
-        tls: ssl.SSLContext | None,
-        locator: BackendLocator,
-        backend_tls: ssl.SSLContext,
-    ) -> None:
-        super().__init__(
-            name="pop3-proxy",
-            protocol="pop",
-            backend_service="pop3-backend",
-            snapshot=snapshot,
-            throttle=throttle,
-            tls=tls,
-            locator=locator,
-            backend_tls=backend_tls,
-            handler=self._serve,
-        )
+    name = "pop3-proxy"
+    protocol = "pop"
+    backend_service = "pop3-backend"
+    too_many_connections = TOO_MANY_CONNECTIONS
 
-    async def _serve(self, connection: Connection) -> None:
-        settings = self.login.settings()
-        ip = connection.peer[0]
-        if not self.counter.admit(ip, settings):
-            await connection.write(TOO_MANY_CONNECTIONS)
-            return
-        try:
-            session = Pop3Session(engine_settings(settings, connection))
-            handler = _ProxyLogin(self, ip, settings.authenticated_connection_timeout)
-            await Pop3Conversation(connection, session, handler, Timeouts.of(settings)).run()
-        finally:
-            self.counter.leave(ip)
+    async def converse(self, connection: Connection, settings: ProtocolSettings) -> None:
+        session = Pop3Session(engine_settings(settings, connection))
+        handler = _ProxyLogin(self, connection.peer[0], settings.authenticated_connection_timeout)
+        await Pop3Conversation(connection, session, handler, Timeouts.of(settings)).run()
 
 
 class _ProxyLogin:

@@ -21,12 +21,14 @@ import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import ClassVar
 
 from courriel.clientaccess.locator import BackendLocator, Endpoint
+from courriel.org.model import ProtocolSettings
 from courriel.org.snapshot import DirectorySnapshot
 from courriel.security.throttle import LoginThrottle
 from courriel.services.pop3.logins import DirectoryLogin, Protocol, SessionCounter
-from courriel.services.pop3.stream import Connection, Handler, ListenerGroup, Shutdown
+from courriel.services.stream import Connection, Shutdown, StreamListeners
 
 log = logging.getLogger(__name__)
 
@@ -108,27 +110,44 @@ BackendLogin = Callable[[BackendLink, str, str], Awaitable[bytes | Denied]]
 
 
 class FrontEnd:
-    """One Client Access protocol service: listeners, logins, and the path to the back ends."""
+    """One Client Access protocol service: listeners, admission, logins, and the path to the
+    back ends. A protocol's front end names itself and its back end, and `converse`s."""
+
+    name: ClassVar[str]  # of the listeners, for the log
+    protocol: ClassVar[Protocol]
+    backend_service: ClassVar[str]  # core/ports.py
+    too_many_connections: ClassVar[bytes]  # the protocol's goodbye at MaxConnections
 
     def __init__(
         self,
         *,
-        name: str,
-        protocol: Protocol,
-        backend_service: str,
         snapshot: Callable[[], DirectorySnapshot],
         throttle: LoginThrottle,
         tls: ssl.SSLContext | None,
         locator: BackendLocator,
         backend_tls: ssl.SSLContext,
-        handler: Handler,
     ) -> None:
-        self.login = DirectoryLogin(snapshot, throttle, protocol)
+        self.login = DirectoryLogin(snapshot, throttle, self.protocol)
         self.counter = SessionCounter()
         self.locator = locator
-        self.backend_service = backend_service
         self.backend_tls = backend_tls
-        self.listeners = ListenerGroup(name, handler, tls)
+        self.listeners = StreamListeners(self.name, self._admit, tls)
+
+    async def _admit(self, connection: Connection) -> None:
+        """MaxConnections and MaxConnectionFromSingleIP, under the settings of the moment."""
+        settings = self.login.settings()
+        ip = connection.peer[0]
+        if not self.counter.admit(ip, settings):
+            await connection.write(self.too_many_connections)
+            return
+        try:
+            await self.converse(connection, settings)
+        finally:
+            self.counter.leave(ip)
+
+    async def converse(self, connection: Connection, settings: ProtocolSettings) -> None:
+        """The protocol's session with an admitted client, up to the relay."""
+        raise NotImplementedError
 
     async def start_listener(self, host: str, port: int, *, implicit_tls: bool) -> int:
         return await self.listeners.listen(host, port, implicit_tls=implicit_tls)

@@ -30,7 +30,7 @@ from courriel.org.snapshot import DirectorySnapshot
 from courriel.security.throttle import LoginThrottle
 from courriel.services.imap import ImapService
 from courriel.services.pop3.service import Pop3Service
-from courriel.services.pop3.stream import Connection
+from courriel.services.stream import Connection
 from courriel.storage.blobs import BlobStore
 from tests.integration.protocol_env import (
     BACKEND_HOST,

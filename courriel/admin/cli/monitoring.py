@@ -114,9 +114,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run_tracking(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    events = monitoring.search_tracking(
-        config,
+    from courriel.transport.tracking import search_tracking  # the transport, only when it runs
+
+    events = search_tracking(
+        monitoring.tracking_dir(load_config(args.config)),
         sender=args.sender,
         recipient=args.recipient,
         message_id=args.message_id,

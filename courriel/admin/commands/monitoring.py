@@ -7,7 +7,6 @@ command runs, so the directory commands work on a server where the transport is 
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,32 +16,9 @@ DEFAULT_RESULT_SIZE = 1000  # Get-MessageTrackingLog -ResultSize default (resear
 
 
 def tracking_dir(config: ServerConfig) -> Path:
+    """Where the transport writes this server's message tracking log (transport/tracking.py's
+    `search_tracking` reads it)."""
     return config.data_dir / "logs" / "tracking"
-
-
-def search_tracking(
-    config: ServerConfig,
-    *,
-    sender: str | None = None,
-    recipient: str | None = None,
-    message_id: str | None = None,
-    event_id: str | None = None,
-    start: datetime | None = None,
-    end: datetime | None = None,
-    limit: int = DEFAULT_RESULT_SIZE,
-) -> list[dict[str, Any]]:
-    from courriel.transport.tracking import search_tracking as search
-
-    return search(
-        tracking_dir(config),
-        sender=sender,
-        recipient=recipient,
-        message_id=message_id,
-        event_id=event_id.upper() if event_id else None,
-        start=start,
-        end=end,
-        limit=limit,
-    )
 
 
 async def list_queues(config: ServerConfig) -> list[dict[str, Any]]:

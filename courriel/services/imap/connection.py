@@ -8,26 +8,26 @@ that reads nothing for `WRITE_TIMEOUT`. After COMPRESS (RFC 4978) bytes pass thr
 `Deflate` between the socket (or TLS) and the session, inflated `INFLATE_CHUNK` at a time so
 that reading stays paused while the session is full. Thousands of connections sit in IDLE, so
 the object is slotted and holds no per-connection copies beyond what the session needs (and
-the service calls `small_tls_reads`, services/pop3/stream.py).
+its listener calls `small_tls_reads`, services/listener.py). The sockets and the STARTTLS
+upgrade are those of the other line protocols (services/listener.py, services/stream.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 import zlib
 from typing import TYPE_CHECKING, Final
 
 from courriel.proto.imap.session import ImapSession
 from courriel.services.imap.deflate import Deflate
+from courriel.services.stream import upgrade
 
 if TYPE_CHECKING:
     from courriel.services.imap.server import ImapService
 
 log = logging.getLogger(__name__)
 
-TLS_HANDSHAKE_TIMEOUT: Final = 30.0
 WRITE_TIMEOUT: Final = 60.0
 INFLATE_CHUNK: Final = 64 * 1024
 
@@ -144,21 +144,14 @@ class ImapConnection(asyncio.Protocol):
     async def start_tls(self, ready: bytes) -> bool:
         """Send `ready` and upgrade, with no await in between: a byte of the client's handshake
         can never be read as plaintext."""
-        transport, context = self._transport, self._service.tls
-        if transport is None or self._lost:
+        transport, listeners = self._transport, self._service.listeners
+        if transport is None or listeners.tls is None or self._lost:
             return False
-        transport.write(ready)
-        try:
-            upgraded = await asyncio.get_running_loop().start_tls(
-                transport, self, context, server_side=True, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT
-            )
-        except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as error:
-            log.info("IMAP STARTTLS with %s failed: %s", self.peer, error)
-            transport.abort()
-            return False
+        upgraded = await upgrade(
+            transport, self, listeners.tls, ready, timeout=listeners.handshake_timeout, peer=self.peer
+        )
         if upgraded is None:
             return False
-        assert isinstance(upgraded, asyncio.Transport)
         self._transport = upgraded
         self._tls = True
         return True

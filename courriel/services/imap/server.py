@@ -17,7 +17,6 @@ the whole process (feed.py), every `poll_interval` seconds, not by each session.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import ssl
@@ -30,11 +29,11 @@ from courriel.org.snapshot import DirectorySnapshot
 from courriel.proto.imap.session import ImapSession, SessionConfig
 from courriel.security.throttle import LoginThrottle
 from courriel.services.imap.account import RecentRegistry
-from courriel.services.imap.connection import TLS_HANDSHAKE_TIMEOUT, ImapConnection
+from courriel.services.imap.connection import ImapConnection
 from courriel.services.imap.feed import ProcessFeeds
 from courriel.services.imap.login import DirectoryAuthenticator
+from courriel.services.listener import Listeners
 from courriel.services.pop3.logins import DirectoryLogin, SessionCounter, plaintext_allowed
-from courriel.services.pop3.stream import small_tls_reads
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +59,11 @@ class ImapService:
         idle_keepalive: float = 120.0,
         reuse_port: bool = False,
     ) -> None:
-        self.tls = tls
         self.server_name = server_name
         self.fqdn = fqdn
         self._settings = settings
         self._append_limit = append_limit
         self._idle_keepalive = idle_keepalive
-        self._reuse_port = reuse_port
         self.recent = RecentRegistry()
         self.counter = SessionCounter()
         self.feeds = ProcessFeeds(poll_interval)
@@ -78,26 +75,15 @@ class ImapService:
             self.recent,
             self.feeds,
         )
-        self._servers: list[tuple[str, int, asyncio.Server]] = []
-        self._connections: set[ImapConnection] = set()
+        self.listeners: Listeners[ImapConnection] = Listeners(
+            lambda implicit_tls: ImapConnection(self, implicit_tls), tls, reuse_port=reuse_port
+        )
         self._configs: dict[bool, tuple[ProtocolSettings, SessionConfig]] = {}
-        self._stopping = False
 
     async def start_listener(self, host: str, port: int, *, implicit_tls: bool) -> int:
         """Listen on host:port, with TLS from the first byte (1993) or STARTTLS (1143); returns
         the bound port (useful with port 0)."""
-        small_tls_reads()
-        server = await asyncio.get_running_loop().create_server(
-            lambda: ImapConnection(self, implicit_tls),
-            host,
-            port,
-            ssl=self.tls if implicit_tls else None,
-            ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if implicit_tls else None,
-            reuse_port=self._reuse_port or None,
-        )
-        bound = int(server.sockets[0].getsockname()[1])
-        self._servers.append((host, bound, server))
-        self._stopping = False
+        bound = await self.listeners.listen(host, port, implicit_tls=implicit_tls)
         log.info(
             "IMAP4 on %s listening on %s:%d (%s)",
             self.server_name,
@@ -108,30 +94,11 @@ class ImapService:
         return bound
 
     def bound(self) -> list[tuple[str, int]]:
-        return [(host, port) for host, port, _ in self._servers]
-
-    @property
-    def connections(self) -> int:
-        return len(self._connections)
+        return self.listeners.bound()
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop listening; sessions waiting for input get BYE at once, busy ones `grace` seconds."""
-        self._stopping = True
-        for _, _, server in self._servers:
-            server.close()
-        connections = list(self._connections)
-        for connection in connections:
-            connection.shutdown()
-        tasks = [c.task for c in connections if c.task is not None]
-        if tasks:
-            _, late = await asyncio.wait(tasks, timeout=grace)
-            for task in late:
-                task.cancel()
-            if late:
-                await asyncio.wait(late, timeout=5.0)
-        for _, _, server in self._servers:
-            await server.wait_closed()
-        self._servers.clear()
+        await self.listeners.stop(grace)
         await self.feeds.close()
 
     # ---- connections ----------------------------------------------------------------------------
@@ -160,7 +127,7 @@ class ImapService:
         """A session for a new connection, or None after a BYE (disabled, full, stopping)."""
         settings = self._settings()
         refusal = None
-        if self._stopping:
+        if self.listeners.stopping:
             refusal = b"* BYE Server shutting down\r\n"
         elif not settings.enabled:
             refusal = b"* BYE IMAP4 is not enabled on this server\r\n"
@@ -169,7 +136,7 @@ class ImapService:
         if refusal is not None:
             connection.refuse(refusal)
             return None
-        self._connections.add(connection)
+        self.listeners.connections.add(connection)
         config = self.session_config(settings, implicit_tls)
         return ImapSession(config, connection, self.authenticator, connection.peer)
 
@@ -177,5 +144,5 @@ class ImapService:
         try:
             await session.run()
         finally:
-            self._connections.discard(connection)
+            self.listeners.connections.discard(connection)
             self.counter.leave(connection.peer)

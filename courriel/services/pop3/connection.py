@@ -35,7 +35,7 @@ from courriel.proto.pop3 import (
     StartTLS,
 )
 from courriel.services.pop3.logins import plaintext_allowed
-from courriel.services.pop3.stream import Connection, Shutdown
+from courriel.services.stream import Connection, Shutdown
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def engine_settings(settings: ProtocolSettings, connection: Connection) -> Pop3S
     defaults = Pop3Settings()
     return Pop3Settings(
         banner=settings.banner or defaults.banner,
-        tls_available=connection.group.tls is not None,
+        tls_available=connection.listeners.tls is not None,
         tls_active=connection.tls_active,
         login_allowed_without_tls=plaintext_allowed(settings),
         # MaxCommandSize, kept within what the engine buffers while a decision is pending.

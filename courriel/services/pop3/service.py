@@ -33,7 +33,7 @@ from courriel.services.pop3.connection import (
 )
 from courriel.services.pop3.logins import DirectoryLogin, SessionCounter
 from courriel.services.pop3.maildrop import MaildropLocks, StoreMaildrop
-from courriel.services.pop3.stream import Connection, ListenerGroup
+from courriel.services.stream import Connection, StreamListeners
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class Pop3Service:
         self.databases = databases
         self.locks = locks or MaildropLocks()
         self.counter = SessionCounter()
-        self.listeners = ListenerGroup("pop3-backend", self._serve, tls, reuse_port=reuse_port)
+        self.listeners = StreamListeners("pop3-backend", self._serve, tls, reuse_port=reuse_port)
 
     async def start_listener(self, host: str, port: int, *, implicit_tls: bool) -> int:
         return await self.listeners.listen(host, port, implicit_tls=implicit_tls)

@@ -37,7 +37,8 @@ def queue_name(next_hop: str) -> str:
     return rest.rsplit(":", 1)[-1]
 
 
-def _when(ts: float) -> str | None:
+def iso_time(ts: float) -> str | None:
+    """A queue timestamp as ISO 8601 in UTC, to the second; None for 0 (not set)."""
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds") if ts else None
 
 
@@ -83,7 +84,7 @@ async def list_queues(config: ServerConfig) -> list[dict[str, Any]]:
                 "status": status,
                 "message_count": len({r["message"] for r in rows}),
                 "last_error": errors[-1] if errors else None,
-                "next_retry": _when(min(retries)) if retries else None,
+                "next_retry": iso_time(min(retries)) if retries else None,
             }
         )
     return out
@@ -106,8 +107,8 @@ async def list_messages(config: ServerConfig, queue: str | None = None) -> list[
                 "size": row["size"],
                 "message_id": row["message_id"],
                 "subject": row["subject"],
-                "received": _when(row["received_at"]),
-                "expires": _when(row["expires_at"]),
+                "received": iso_time(row["received_at"]),
+                "expires": iso_time(row["expires_at"]),
                 "last_error": row["last_error"],
             },
         )

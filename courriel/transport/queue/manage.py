@@ -33,7 +33,7 @@ from courriel.org.directory import Directory
 from courriel.org.snapshot import DirectorySnapshot
 from courriel.storage.blobs import BlobStore
 from courriel.transport.categorize.resolver import Categorizer, EnvelopeRecipient
-from courriel.transport.queue.inspect import _when, queue_name, queue_paths
+from courriel.transport.queue.inspect import iso_time, queue_name, queue_paths
 from courriel.transport.queue.schema import ACTIVE, messages, recipients
 from courriel.transport.queue.store import (
     QueuedMessage,
@@ -41,7 +41,7 @@ from courriel.transport.queue.store import (
     QueueStore,
     RecipientResult,
     Reports,
-    _pairs,
+    recipient_pairs,
 )
 from courriel.transport.reports import Outcome, Reporter
 from courriel.transport.service import changed_mark, queued_recipients
@@ -85,7 +85,7 @@ async def _active(
     if message_id is not None:
         query = query.where(messages.c.id == message_id)
     async with store.reader.connect() as conn:
-        return _pairs((await conn.execute(query)).mappings().all())
+        return recipient_pairs((await conn.execute(query)).mappings().all())
 
 
 def _in_queue(rcpt: QueuedRecipient, queue: str | None) -> bool:
@@ -313,7 +313,7 @@ async def show(config: ServerConfig, message_id: str) -> dict[str, Any]:
                 .order_by(recipients.c.id)
             )
             async with store.reader.connect() as conn:
-                pairs = _pairs((await conn.execute(query)).mappings().all())
+                pairs = recipient_pairs((await conn.execute(query)).mappings().all())
         if pairs:
             return _shown(config, pairs)
     raise NotFound(f"message {wanted} not found", f"no message {wanted} in the queues of {config.name}")
@@ -331,8 +331,8 @@ def _shown(config: ServerConfig, pairs: list[tuple[QueuedMessage, QueuedRecipien
         "connector": msg.connector,
         "client_ip": msg.client_ip,
         "auth_user": msg.auth_user,
-        "received": _when(msg.received_at),
-        "expires": _when(msg.expires_at),
+        "received": iso_time(msg.received_at),
+        "expires": iso_time(msg.expires_at),
         "envelope": msg.envelope,
         "recipients": [
             {
@@ -343,7 +343,7 @@ def _shown(config: ServerConfig, pairs: list[tuple[QueuedMessage, QueuedRecipien
                 "next_hop": r.next_hop,
                 "attempts": r.attempts,
                 "last_error": r.last_error,
-                "next_attempt": _when(r.next_attempt) if r.status in ACTIVE else None,
+                "next_attempt": iso_time(r.next_attempt) if r.status in ACTIVE else None,
             }
             for _, r in pairs
         ],

@@ -196,7 +196,7 @@ class QueueStore:
         query = select(recipients, messages).join(messages, messages.c.id == recipients.c.message)
         async with self.reader.connect() as conn:
             rows = (await conn.execute(query.where(recipients.c.id.in_(list(ids))))).mappings().all()
-        return _pairs(rows)
+        return recipient_pairs(rows)
 
     async def due(self, now: float, *, limit: int = 1000) -> list[tuple[QueuedMessage, QueuedRecipient]]:
         """Recipients whose next attempt is due, ready ones included (their in-memory hand-off may have been lost)."""
@@ -210,7 +210,7 @@ class QueueStore:
         )
         async with self.reader.connect() as conn:
             rows = (await conn.execute(query)).mappings().all()
-        return _pairs(rows)
+        return recipient_pairs(rows)
 
     async def reroute(self, changes: Sequence[tuple[int, dict[str, Any]]]) -> None:
         """Change recipients' next hop or schedule (an unreachable recipient that now has a route)."""
@@ -271,7 +271,9 @@ def _insert(conn: Connection, msg: QueuedMessage) -> None:
         conn.execute(delete(messages).where(messages.c.id == msg.id))
 
 
-def _pairs(rows: Sequence[Any]) -> list[tuple[QueuedMessage, QueuedRecipient]]:
+def recipient_pairs(rows: Sequence[Any]) -> list[tuple[QueuedMessage, QueuedRecipient]]:
+    """(message, recipient) for rows of recipients joined with their messages; the recipients of
+    one message share one `QueuedMessage`."""
     cache: dict[str, QueuedMessage] = {}
     out = []
     for row in rows:

@@ -55,16 +55,31 @@ def mounted_elsewhere(database: str, topology: Topology, server: str) -> str | N
     return db.server
 
 
-def _targets(server: Server, connectors: Sequence[ReceiveConnector], name: str, seed_port: int) -> list[Target]:
+def receive_connector(connectors: Sequence[ReceiveConnector], name: str) -> ReceiveConnector | None:
+    """The receive connector called `name`, enabled or not (directory names are case-insensitive)."""
+    return next((c for c in connectors if c.name.casefold() == name.casefold()), None)
+
+
+def connector_targets(server: Server, connector: ReceiveConnector | None, seed_port: int | None) -> list[Target]:
+    """Where `server` listens for `connector`: on each of its bindings (the binding's address, or
+    for a wildcard each of the server's addresses, else its FQDN), or on `seed_port` when there
+    is no connector or it has no binding (nowhere without a seed port). port_offset added."""
     addresses = list(server.addresses) or [server.fqdn]
-    out: list[Target] = []
-    connector = next((c for c in connectors if c.enabled and c.name.casefold() == name.casefold()), None)
     bindings: list[Binding | None] = [parse_binding(b) for b in connector.bindings] if connector is not None else []
+    if not bindings and seed_port is None:
+        return []
+    out: list[Target] = []
     for binding in bindings or [None]:
-        port = (binding.port if binding is not None else seed_port) + server.port_offset
+        port = ports.offset_port(binding.port if binding is not None else seed_port or 0, server.port_offset)
         hosts = addresses if binding is None or binding.is_wildcard else [str(binding.address)]
         out += [Target(server.name, host, port) for host in hosts if Target(server.name, host, port) not in out]
     return out
+
+
+def _targets(server: Server, topology: Topology, name: str, seed_port: int) -> list[Target]:
+    """Where `server` runs receive connector `name`; the seed's port when that is disabled."""
+    connector = receive_connector(topology.receive_connectors(server.name), name)
+    return connector_targets(server, connector if connector is not None and connector.enabled else None, seed_port)
 
 
 def mailbox_server_targets(topology: Topology, name: str) -> list[Target]:
@@ -73,9 +88,7 @@ def mailbox_server_targets(topology: Topology, name: str) -> list[Target]:
     if server is None or Role.MAILBOX.value not in server.roles:
         return []
     seed = ports.transport_port(frozenset(Role(r) for r in server.roles))
-    return _targets(
-        server, topology.receive_connectors(server.name), ports.DEFAULT_TRANSPORT.format(server=server.name), seed
-    )
+    return _targets(server, topology, ports.DEFAULT_TRANSPORT.format(server=server.name), seed)
 
 
 def outbound_proxy_targets(topology: Topology, local: str) -> list[Target]:
@@ -90,5 +103,5 @@ def outbound_proxy_targets(topology: Topology, local: str) -> list[Target]:
     out: list[Target] = []
     for server in proxies:
         name = ports.OUTBOUND_PROXY_FRONTEND.format(server=server.name)
-        out += _targets(server, topology.receive_connectors(server.name), name, OUTBOUND_PROXY_PORT)
+        out += _targets(server, topology, name, OUTBOUND_PROXY_PORT)
     return out
