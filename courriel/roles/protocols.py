@@ -31,9 +31,11 @@ from courriel.mailbox.store import MailboxDatabase
 from courriel.org.cache import DirectoryCache
 from courriel.org.snapshot import DirectorySnapshot
 from courriel.roles.mailbox import MailboxRole
+from courriel.security.slots import Slots
 from courriel.security.throttle import LoginThrottle
 from courriel.security.tls import client_context
 from courriel.services.imap import ImapService
+from courriel.services.pop3.logins import SessionCounter
 from courriel.services.pop3.maildrop import MaildropLocks
 from courriel.services.pop3.service import Pop3Service
 
@@ -44,6 +46,8 @@ PROTOCOL_OF = {"imap-proxy": "imap", "imap-backend": "imap", "pop3-proxy": "pop"
 
 
 class ListeningService(Protocol):
+    counter: SessionCounter
+
     async def start_listener(self, host: str, port: int, *, implicit_tls: bool) -> int: ...
 
     def bound(self) -> list[tuple[str, int]]: ...
@@ -62,9 +66,11 @@ class ProtocolServices:
         *,
         backend_tls: ssl.SSLContext | None = None,
         reuse_port: bool = False,
+        slots: Slots | None = None,
     ) -> None:
         self.config = config
         self.reuse_port = reuse_port
+        self.slots = slots  # the server's, shared by its workers; None: each service counts alone
         self.cache = cache
         self.mailbox = mailbox
         self.tls = tls
@@ -145,6 +151,8 @@ class ProtocolServices:
                 log.info("%s stopped", name)
             for name in sorted(wanted - set(self._running)):
                 service = self._build(name)
+                if self.slots is not None:  # MaxConnections & co. hold across the workers
+                    service.counter.share(self.slots, name)
                 self._running[name] = service
                 for port in services_for(self.config.roles):
                     if port.name != name:

@@ -13,6 +13,9 @@ IPv6 clients usually own a whole /64, so an IPv6 address is counted by its /64 p
 Memory is bounded: at most `max_keys` keys are tracked (the least recently failed are dropped
 first), each keeps at most `max_failures` timestamps, and keys whose failures all left the
 window are dropped as new failures arrive. The clock is injected, so tests need no sleeping.
+
+With several worker processes, the counts must be the server's, not each worker's: given the
+server's SharedState, the failures are kept in its shared file (shared_state.py).
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ import ipaddress
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
+from typing import Protocol
+
+from courriel.security.shared_state import SharedState
 
 _NO_USER = ""
 
@@ -39,7 +45,11 @@ def address_key(ip: str) -> str:
 
 
 class LoginThrottle:
-    """Counts recent failed logins per remote address and per username."""
+    """Counts recent failed logins per remote address and per username.
+
+    In this process by default; with `shared` (the server's SharedState), in the file that all
+    its worker processes share, so that N workers do not give an attacker N times the guesses.
+    """
 
     def __init__(
         self,
@@ -50,6 +60,7 @@ class LoginThrottle:
         clock: Callable[[], float] = time.monotonic,
         *,
         max_keys: int = 100_000,
+        shared: SharedState | None = None,
     ) -> None:
         if max_failures < 1 or window <= 0 or base_delay < 0 or max_delay < base_delay or max_keys < 1:
             raise ValueError("invalid throttle parameters")
@@ -58,24 +69,21 @@ class LoginThrottle:
         self.base_delay = base_delay
         self.max_delay = max_delay
         self.max_keys = max_keys
+        # Shared across processes, the clock must be too: CLOCK_MONOTONIC is the system's.
         self._clock = clock
-        # key -> failure timestamps, oldest first; per address, with the username that failed,
-        # so that a success forgives only that user's own typos (see record_success).
-        # Ordered by last failure: the front holds the stalest keys.
-        self._by_ip: OrderedDict[str, deque[tuple[float, str]]] = OrderedDict()
-        self._by_user: OrderedDict[str, deque[tuple[float, str]]] = OrderedDict()
+        self._failures: _Failures = (
+            _LocalFailures(max_failures, window, max_keys)
+            if shared is None
+            else _SharedFailures(shared, max_failures, window, max_keys)
+        )
 
     def __len__(self) -> int:
         """The number of keys tracked (addresses plus usernames)."""
-        return len(self._by_ip) + len(self._by_user)
+        return len(self._failures)
 
     def failures(self, ip: str, username: str) -> int:
         """Recent failures that count against this attempt: the larger of the two counts."""
-        now = self._clock()
-        return max(
-            self._recent(self._by_ip, address_key(ip), now),
-            self._recent(self._by_user, _user_key(username), now),
-        )
+        return self._failures.recent(address_key(ip), _user_key(username), self._clock())
 
     def blocked(self, ip: str, username: str) -> bool:
         """Too many recent failures: refuse without checking the password."""
@@ -90,11 +98,7 @@ class LoginThrottle:
         return float(min(self.max_delay, self.base_delay * 2.0 ** (count - 1)))
 
     def record_failure(self, ip: str, username: str) -> None:
-        now = self._clock()
-        user = _user_key(username)
-        self._push(self._by_ip, address_key(ip), (now, user), now)
-        if user != _NO_USER:
-            self._push(self._by_user, user, (now, user), now)
+        self._failures.add(address_key(ip), _user_key(username), self._clock())
 
     def record_success(self, ip: str, username: str) -> None:
         """Forget the user's failures, and this user's failures from this address.
@@ -102,17 +106,55 @@ class LoginThrottle:
         The address keeps its failures against other names: an attacker who owns one account
         must not be able to reset the counter that stops them guessing the others.
         """
-        user = _user_key(username)
+        self._failures.forgive(address_key(ip), _user_key(username))
+
+
+class _Failures(Protocol):
+    """Where failures are kept: keys are already normalized (address_key, _user_key)."""
+
+    def __len__(self) -> int: ...
+
+    def recent(self, ip: str, user: str, now: float) -> int: ...
+
+    def add(self, ip: str, user: str, now: float) -> None: ...
+
+    def forgive(self, ip: str, user: str) -> None: ...
+
+
+class _LocalFailures:
+    """This process's failures, in two ordered tables."""
+
+    def __init__(self, max_failures: int, window: float, max_keys: int) -> None:
+        self.max_failures = max_failures
+        self.window = window
+        self.max_keys = max_keys
+        # key -> failure timestamps, oldest first; per address, with the username that failed,
+        # so that a success forgives only that user's own typos (see record_success).
+        # Ordered by last failure: the front holds the stalest keys.
+        self._by_ip: OrderedDict[str, deque[tuple[float, str]]] = OrderedDict()
+        self._by_user: OrderedDict[str, deque[tuple[float, str]]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._by_ip) + len(self._by_user)
+
+    def recent(self, ip: str, user: str, now: float) -> int:
+        return max(self._recent(self._by_ip, ip, now), self._recent(self._by_user, user, now))
+
+    def add(self, ip: str, user: str, now: float) -> None:
+        self._push(self._by_ip, ip, (now, user), now)
+        if user != _NO_USER:
+            self._push(self._by_user, user, (now, user), now)
+
+    def forgive(self, ip: str, user: str) -> None:
         self._by_user.pop(user, None)
-        key = address_key(ip)
-        entries = self._by_ip.get(key)
+        entries = self._by_ip.get(ip)
         if entries is None:
             return
         kept = deque((t, u) for t, u in entries if u != user)
         if kept:
-            self._by_ip[key] = deque(kept, maxlen=self.max_failures)
+            self._by_ip[ip] = deque(kept, maxlen=self.max_failures)
         else:
-            del self._by_ip[key]
+            del self._by_ip[ip]
 
     def _recent(self, table: OrderedDict[str, deque[tuple[float, str]]], key: str, now: float) -> int:
         entries = table.get(key)
@@ -148,6 +190,60 @@ class LoginThrottle:
             if entries[-1][0] > horizon:
                 break
             del table[key]
+
+
+class _SharedFailures:
+    """Failures in the server's shared file: one row per failure, per address and per user.
+
+    Bounded as the local tables are: a key keeps its last `max_failures` rows, rows leave with
+    the window, and at most `max_keys` rows are kept (ids grow with time, so the oldest go).
+    """
+
+    def __init__(self, state: SharedState, max_failures: int, window: float, max_keys: int) -> None:
+        self.state = state
+        self.max_failures = max_failures
+        self.window = window
+        self.max_keys = max_keys
+
+    def __len__(self) -> int:
+        ((count,),) = self.state.read("SELECT count(*) FROM (SELECT DISTINCT kind, key FROM login_failures)")
+        assert isinstance(count, int)
+        return count
+
+    def recent(self, ip: str, user: str, now: float) -> int:
+        horizon = now - self.window
+        ((by_ip, by_user),) = self.state.read(
+            "SELECT (SELECT count(*) FROM login_failures WHERE kind = 'ip' AND key = ? AND at > ?),"
+            " (SELECT count(*) FROM login_failures WHERE kind = 'user' AND key = ? AND at > ?)",
+            (ip, horizon, user, horizon),
+        )
+        assert isinstance(by_ip, int) and isinstance(by_user, int)
+        return max(by_ip, by_user)
+
+    def add(self, ip: str, user: str, now: float) -> None:
+        keys = [("ip", ip)] + ([("user", user)] if user != _NO_USER else [])
+        with self.state.write() as conn:
+            for kind, key in keys:
+                conn.execute(
+                    "INSERT INTO login_failures (kind, key, user, at) VALUES (?, ?, ?, ?)",
+                    (kind, key, user, now),
+                )
+                # Only the last max_failures failures can matter to blocked/delay_for.
+                conn.execute(
+                    "DELETE FROM login_failures WHERE kind = ?1 AND key = ?2 AND id NOT IN"
+                    " (SELECT id FROM login_failures WHERE kind = ?1 AND key = ?2 ORDER BY id DESC LIMIT ?3)",
+                    (kind, key, self.max_failures),
+                )
+            conn.execute("DELETE FROM login_failures WHERE at <= ?", (now - self.window,))
+            conn.execute(
+                "DELETE FROM login_failures WHERE id <= (SELECT max(id) FROM login_failures) - ?",
+                (self.max_keys,),
+            )
+
+    def forgive(self, ip: str, user: str) -> None:
+        with self.state.write() as conn:
+            conn.execute("DELETE FROM login_failures WHERE kind = 'user' AND key = ?", (user,))
+            conn.execute("DELETE FROM login_failures WHERE kind = 'ip' AND key = ? AND user = ?", (ip, user))
 
 
 def _user_key(username: str) -> str:

@@ -11,20 +11,21 @@ login must pass, in order (research/exchange2013-facts.md §3):
 Every refusal looks the same to the client (RFC 1939 §13, RFC 9051 §11.3: do not tell which names
 exist) and counts as a failure; the answer waits `delay_for` seconds.
 
-`SessionCounter` enforces MaxConnections, MaxConnectionFromSingleIP and MaxConnectionsPerUser.
+`SessionCounter` enforces MaxConnections, MaxConnectionFromSingleIP and MaxConnectionsPerUser,
+across the worker processes of a server when given the server's shared slots.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Literal
 
 from courriel.org.model import LoginType, ProtocolSettings, Recipient, RecipientKind
 from courriel.org.snapshot import DirectorySnapshot
 from courriel.security.passwords import averify_password
+from courriel.security.slots import LocalSlots, Slots
 from courriel.security.throttle import LoginThrottle
 
 log = logging.getLogger(__name__)
@@ -108,41 +109,45 @@ class DirectoryLogin:
 
 
 class SessionCounter:
-    """Open connections of one service, per client address, and logged-in sessions per user."""
+    """Open connections of one service, per client address, and logged-in sessions per user.
 
-    def __init__(self) -> None:
-        self.total = 0
-        self._by_ip: Counter[str] = Counter()
-        self._by_user: Counter[str] = Counter()
+    The counts live in `slots` under `scope` (the service's name): this process's own by default,
+    the server's shared slots (security/slots.py) where the limits must hold across workers.
+    """
+
+    def __init__(self, slots: Slots | None = None, scope: str = "") -> None:
+        self._slots: Slots = slots if slots is not None else LocalSlots()
+        self._scope = scope
+
+    def share(self, slots: Slots, scope: str) -> None:
+        """Count in `slots` from now on; for the composition root, before the first connection
+        (the services build their counter themselves and hand it to their login paths)."""
+        if isinstance(self._slots, LocalSlots) and len(self._slots):
+            raise RuntimeError("a session counter in use cannot move to other slots")
+        self._slots, self._scope = slots, scope
+
+    @property
+    def total(self) -> int:
+        return self._slots.held(self._scope, "all", "")
 
     def admit(self, ip: str, settings: ProtocolSettings, *, per_ip: bool = True) -> bool:
         """Count a new connection unless it is over MaxConnections or (with `per_ip`)
         MaxConnectionFromSingleIP; the caller must `leave(ip)` once admitted."""
-        if self.total >= settings.max_connections:
-            return False
-        if per_ip and self._by_ip[ip] >= settings.max_connection_from_single_ip:
-            return False
-        self.total += 1
-        self._by_ip[ip] += 1
-        return True
+        claims = (
+            ("all", "", settings.max_connections),
+            ("ip", ip, settings.max_connection_from_single_ip if per_ip else None),
+        )
+        return self._slots.take(self._scope, claims) is None
 
     def leave(self, ip: str) -> None:
-        self.total -= 1
-        self._by_ip[ip] -= 1
-        if self._by_ip[ip] <= 0:
-            del self._by_ip[ip]
+        self._slots.give_back(self._scope, (("all", ""), ("ip", ip)))
 
     def enter_user(self, key: str, settings: ProtocolSettings) -> bool:
         """Count a logged-in session unless the user has MaxConnectionsPerUser already."""
-        if self._by_user[key] >= settings.max_connections_per_user:
-            return False
-        self._by_user[key] += 1
-        return True
+        return self._slots.take(self._scope, (("user", key, settings.max_connections_per_user),)) is None
 
     def leave_user(self, key: str) -> None:
-        self._by_user[key] -= 1
-        if self._by_user[key] <= 0:
-            del self._by_user[key]
+        self._slots.give_back(self._scope, (("user", key),))
 
     def sessions_of(self, key: str) -> int:
-        return self._by_user[key]
+        return self._slots.held(self._scope, "user", key)

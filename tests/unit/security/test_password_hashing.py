@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 from argon2 import PasswordHasher, Type
 from hypothesis import given, settings
@@ -60,15 +59,6 @@ def test_needs_rehash() -> None:
     argon2i = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1, type=Type.I).hash("x")
     assert needs_rehash(argon2i)
     assert needs_rehash("not a hash")
-
-
-def test_verification_is_well_under_50_ms() -> None:
-    timings = []
-    for _ in range(5):
-        start = time.perf_counter()
-        assert verify_password(HASH, "correct horse")
-        timings.append(time.perf_counter() - start)
-    assert min(timings) < 0.050
 
 
 async def test_async_wrappers_leave_the_event_loop_free() -> None:
