@@ -3,11 +3,13 @@
 A mailbox database is SQL (a SQLite file or a PostgreSQL database) plus the blob store that
 holds message bytes (DESIGN.md §3). The transport delivers into it; the IMAP4 and POP3 engines
 read and change it. `MailboxDatabase` (store.py) is the whole public surface; the modules
-behind it each hold one concern: schema, database (writer and readers), delivery, folders and
-tree (the folder list), messages and expunge (changes), query (reads), pop, quota, notify,
-criteria (SEARCH pushdown), flags and names.
+behind it each hold one concern: schema, database (writer and readers), delivery, analysis (a
+new message's IMAP analysis, made as it is stored), folders and tree (the folder list),
+messages and expunge (changes), query (reads), snapshots (recent folder snapshots), pop, quota,
+notify, criteria (SEARCH pushdown), flags and names.
 """
 
+from courriel.mailbox.analysis import CacheEntry
 from courriel.mailbox.model import (
     Changes,
     CopyResult,
@@ -20,7 +22,7 @@ from courriel.mailbox.model import (
     StoreResult,
 )
 from courriel.mailbox.notify import Change, Subscription
-from courriel.mailbox.store import CacheEntry, MailboxDatabase
+from courriel.mailbox.store import MailboxDatabase
 
 __all__ = [
     "CacheEntry",

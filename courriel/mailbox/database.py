@@ -5,20 +5,30 @@ IMAP changes share one transaction and one flush, and on SQLite it is the single
 python-ecosystem.md §6 calls for. Reads never queue behind it: they use the reader engine of
 storage/engine.py (a WAL snapshot on SQLite, REPEATABLE READ on PostgreSQL), one short
 transaction per store call so they do not hold back WAL checkpoints or VACUUM (pitfall 4).
+
+The hot reads (SELECT's snapshot, FETCH metadata, SEARCH, IDLE polls) are written against a
+synchronous connection and run by `read_sync`: on SQLite the whole transaction runs in one
+worker-thread hop on a pysqlite connection, where aiosqlite would hop threads for every cursor
+step (about nine hops, most of a small read's time); on PostgreSQL the same function runs
+through `AsyncConnection.run_sync` over asyncpg.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
+from sqlalchemy import Connection, create_engine, event
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from courriel.core.errors import CourrielError
 from courriel.mailbox.schema import COMPONENT, STEPS
-from courriel.storage.engine import is_sqlite, open_engine, open_reader
+from courriel.storage.engine import async_url, is_sqlite, open_engine, open_reader
 from courriel.storage.groupcommit import GroupCommitter
 from courriel.storage.migrations import migrate
 
@@ -29,10 +39,18 @@ READ_POOL_SIZE = 5
 class Database:
     """The engines and the writer of one mailbox database."""
 
-    def __init__(self, name: str, engine: AsyncEngine, reader: AsyncEngine) -> None:
+    def __init__(
+        self, name: str, engine: AsyncEngine, reader: AsyncEngine, sync_reader: Engine | None = None
+    ) -> None:
         self.name = name
         self.engine = engine
         self.reader = reader
+        self._sync_reader = sync_reader
+        self._threads = (
+            ThreadPoolExecutor(READ_POOL_SIZE, thread_name_prefix=f"mailbox-{name}-read")
+            if sync_reader is not None
+            else None
+        )
         # The writer runs on a loop of its own: deliveries are not slowed by the server's sessions.
         self.committer = GroupCommitter(engine, name=f"mailbox-{name}", own_loop=True)
 
@@ -43,7 +61,10 @@ class Database:
             await migrate(engine, COMPONENT, STEPS)
         finally:
             await engine.dispose()  # a fresh pool for the writer's own loop
-        return cls(name, engine, open_reader(engine, url, base_dir, pool_size=READ_POOL_SIZE))
+        reader = open_reader(engine, url, base_dir, pool_size=READ_POOL_SIZE)
+        full = async_url(url, base_dir)
+        sync_reader = _sqlite_sync_reader(full) if full.startswith("sqlite+aiosqlite:///") else None
+        return cls(name, engine, reader, sync_reader)
 
     @property
     def sqlite(self) -> bool:
@@ -78,6 +99,42 @@ class Database:
         async with self.reader.connect() as conn:
             yield conn
 
+    async def read_sync(self, work: Callable[[Connection], T]) -> T:
+        """Run `work` in one short read-only transaction on a consistent snapshot (see above)."""
+        sync_reader, threads = self._sync_reader, self._threads
+        if sync_reader is None or threads is None:
+            async with self.reader.connect() as conn:
+                return await conn.run_sync(work)
+
+        def run() -> T:
+            with sync_reader.connect() as conn:
+                return work(conn)  # the pool's reset on return ends the transaction
+
+        return await asyncio.get_running_loop().run_in_executor(threads, run)
+
     async def close(self) -> None:
         await self.committer.close()  # disposes the writer engine on its own loop
         await self.reader.dispose()
+        if self._sync_reader is not None and self._threads is not None:
+            self._threads.shutdown(wait=True)
+            self._sync_reader.dispose()
+
+
+def _sqlite_sync_reader(aiosqlite_url: str) -> Engine:
+    """pysqlite connections on the same file, set up as storage/engine.py sets its readers up."""
+    path = aiosqlite_url[len("sqlite+aiosqlite:///") :]
+    engine = create_engine(f"sqlite:///{path}", pool_size=READ_POOL_SIZE, max_overflow=READ_POOL_SIZE)
+
+    @event.listens_for(engine, "connect")
+    def pragmas(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # transactions are ours: a deferred BEGIN below
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA query_only=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN")  # deferred: a WAL read snapshot, no write lock
+
+    return engine

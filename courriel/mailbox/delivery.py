@@ -5,8 +5,9 @@ insert of the delivery keys (exactly-once: a key already there means a redeliver
 crash, reported as "duplicate"), one quota-checked UPDATE per mailbox, one UID/MODSEQ
 allocation per folder (allocate.py) and one multi-row insert of the messages. Concurrent
 `deliver` calls are coalesced by DeliveryQueue into one placement, which the group committer
-then commits with one flush (DESIGN.md §4). Refusals undo exactly what they did (the delivery
-key, the mailbox charge), so a refused message leaves nothing behind.
+then commits with one flush (DESIGN.md §4). The messages' IMAP analysis (analysis.py) goes in
+with them. Refusals undo exactly what they did (the delivery key, the mailbox charge), so a
+refused message leaves nothing behind.
 Lock order on PostgreSQL: mailboxes in GUID order, then folders, as in every other write; the
 delivery keys come first, but only a second delivery of the same message contends for one.
 """
@@ -25,11 +26,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from courriel.mailbox import quota
 from courriel.mailbox.allocate import Delta, allocate
+from courriel.mailbox.analysis import CacheEntry
 from courriel.mailbox.database import Database
 from courriel.mailbox.errors import InvalidFolderName, SpecialUseRefused
 from courriel.mailbox.folders import by_selector, ensure_mailbox
 from courriel.mailbox.model import DeliveryStatus
-from courriel.mailbox.schema import deliveries, dialect_insert, messages
+from courriel.mailbox.schema import analysis, deliveries, dialect_insert, messages
 from courriel.mailbox.uidset import chunks
 from courriel.storage.blobs import BlobRef
 
@@ -50,6 +52,7 @@ class Placement:
     limit: quota.QuotaLimit
     record_limit: bool
     owner: str | None = None
+    analysis: CacheEntry | None = None  # stored with the message when it is delivered (analysis.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +97,7 @@ async def place(conn: AsyncConnection, items: Sequence[Placement], now: int) -> 
     if rows:
         await conn.execute(insert(messages), rows)
     final = [r if r is not None else NO_MAILBOX for r in results]
+    await _store_analysis(conn, items, final, now)
     await _release_keys(conn, items, final, claimed)
     return final
 
@@ -140,6 +144,33 @@ async def _file(
             }
         )
     return placed
+
+
+async def _store_analysis(
+    conn: AsyncConnection, items: Sequence[Placement], results: Sequence[Placed], now: int
+) -> None:
+    """The analysis of the delivered messages, unless their digest has one already."""
+    fresh: dict[str, CacheEntry] = {}
+    for item, result in zip(items, results, strict=True):
+        if item.analysis is not None and result.status == "delivered":
+            fresh[item.analysis.digest] = item.analysis
+    if not fresh:
+        return
+    stmt = dialect_insert(conn, analysis).on_conflict_do_nothing(index_elements=["digest"])
+    rows = [
+        {
+            "digest": e.digest,
+            "envelope": e.envelope,
+            "bodystructure": e.bodystructure,
+            "headers": e.headers,
+            "text": e.text,
+            "header": e.header,
+            "updated": now,
+        }
+        for e in fresh.values()
+    ]
+    for part in chunks(rows, 100):  # texts can be large: bounded statements
+        await conn.execute(stmt, list(part))
 
 
 async def _claim_keys(

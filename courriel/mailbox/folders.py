@@ -11,7 +11,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, insert, literal, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    and_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from courriel.mailbox import quota
@@ -72,20 +83,43 @@ def children_of(guid: str, name: str) -> ColumnElement[bool]:
     return and_(folders.c.mailbox == guid, func.substr(folders.c.name, 1, len(prefix)) == prefix)
 
 
-async def list_folders(conn: AsyncConnection, guid: str) -> list[FolderInfo]:
+def list_folders(conn: Connection, guid: str) -> list[FolderInfo]:
     stmt = select(*_INFO_COLUMNS).select_from(_WITH_SUBSCRIPTION).where(folders.c.mailbox == guid)
     # Sorted here, not in SQL: PostgreSQL's collation would order names differently from SQLite.
-    rows = sorted((await conn.execute(stmt)).all(), key=lambda row: str(row.name))
+    rows = sorted((conn.execute(stmt)).all(), key=lambda row: str(row.name))
     parents = {row.name.rsplit(SEPARATOR, 1)[0] for row in rows if SEPARATOR in row.name}
     return [_info(row, row.name in parents) for row in rows]
 
 
-async def folder_info(conn: AsyncConnection, where: ColumnElement[bool]) -> FolderInfo | None:
-    stmt = select(*_INFO_COLUMNS, folders.c.mailbox).select_from(_WITH_SUBSCRIPTION).where(where)
-    row = (await conn.execute(stmt)).first()
-    if row is None:
-        return None
-    return _info(row, await has_children(conn, row.mailbox, row.name))
+def _children() -> Any:
+    child = folders.alias("child")
+    prefix = folders.c.name + literal(SEPARATOR)
+    return (
+        exists()
+        .where(
+            child.c.mailbox == folders.c.mailbox, func.substr(child.c.name, 1, func.length(prefix)) == prefix
+        )
+        .label("has_children")
+    )
+
+
+# One statement for the folder and whether it has children (SELECT and STATUS are hot).
+_INFO = select(*_INFO_COLUMNS, _children()).select_from(_WITH_SUBSCRIPTION)
+# Built once with parameters: no SQL cache key to compute on each SELECT.
+_INFO_BY_NAME = _INFO.where(folders.c.mailbox == bindparam("guid"), folders.c.name == bindparam("name"))
+
+
+def _info_row(row: Any) -> FolderInfo | None:
+    return None if row is None else _info(row, bool(row.has_children))
+
+
+def folder_info(conn: Connection, where: ColumnElement[bool]) -> FolderInfo | None:
+    return _info_row(conn.execute(_INFO.where(where)).first())
+
+
+def folder_info_by_name(conn: Connection, guid: str, name: str) -> FolderInfo | None:
+    """The folder by name (INBOX in any case); InvalidFolderName when the name cannot be one."""
+    return _info_row(conn.execute(_INFO_BY_NAME, {"guid": guid, "name": normalize_name(name)}).first())
 
 
 async def has_children(conn: AsyncConnection, guid: str, name: str) -> bool:
@@ -98,9 +132,9 @@ async def folder_exists(conn: AsyncConnection, guid: str, name: str) -> bool:
     return (await conn.execute(stmt)).first() is not None
 
 
-async def list_subscriptions(conn: AsyncConnection, guid: str) -> list[str]:
+def list_subscriptions(conn: Connection, guid: str) -> list[str]:
     stmt = select(subscriptions.c.name).where(subscriptions.c.mailbox == guid).order_by(subscriptions.c.name)
-    return list((await conn.execute(stmt)).scalars())
+    return list((conn.execute(stmt)).scalars())
 
 
 async def ensure_mailbox(conn: AsyncConnection, guid: str, owner: str, now: int) -> bool:

@@ -154,12 +154,12 @@ async def set_cache(conn: AsyncConnection, entries: Sequence[dict[str, Any]], no
     stmt = dialect_insert(conn, analysis)
     keep: dict[str, Any] = {
         name: func.coalesce(getattr(stmt.excluded, name), analysis.c[name])
-        for name in ("envelope", "bodystructure", "headers", "text")
+        for name in ("envelope", "bodystructure", "headers", "text", "header")
     }
     keep["updated"] = stmt.excluded.updated
     await conn.execute(
         stmt.on_conflict_do_update(index_elements=["digest"], set_=keep),
-        [{**entry, "updated": now} for entry in entries],
+        [{"header": None, **entry, "updated": now} for entry in entries],
     )
 
 

@@ -122,6 +122,7 @@ class MessageMeta:
     bodystructure: str | None
     headers: str | None
     text: str | None
+    header: str | None = None  # the raw header block (Latin-1), when asked for
 
 
 @dataclass(frozen=True, slots=True)

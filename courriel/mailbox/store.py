@@ -3,24 +3,27 @@
 It ties the parts together: writes go through the group committer (database.py) and, once
 committed, are announced to subscribers (notify.py); reads run on the read pool; message bytes
 live in the blob store, content-addressed and shared with the transport queue (DESIGN.md §3).
-Each method is a thin wrapper over the module that holds the logic (delivery, folders, tree,
-messages, expunge, query, pop, quota), so that the rules live in one place each.
+Each method is a thin wrapper over the module that holds the logic (delivery, analysis, folders,
+tree, messages, expunge, query, snapshots, pop, quota), so that the rules live in one place each.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
+from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from courriel.mailbox import criteria, expunge, folders, messages, pop, query, quota, tree
 from courriel.mailbox.allocate import by_id
+from courriel.mailbox.analysis import Analyser, DeliveryAnalysis, imap_analysis
+from courriel.mailbox.analysis import CacheEntry as CacheEntry  # re-exported: callers import it from here
 from courriel.mailbox.database import Database
 from courriel.mailbox.delivery import DeliveryQueue, Placed, Placement
 from courriel.mailbox.errors import InvalidFolderName, NoSuchFolder, NoSuchMailbox, OverQuota
@@ -39,27 +42,23 @@ from courriel.mailbox.model import (
 )
 from courriel.mailbox.names import normalize_name
 from courriel.mailbox.notify import POLL_INTERVAL, Change, ChangeHub, Subscription, Target, wait_for_change
+from courriel.mailbox.snapshots import SnapshotCache
 from courriel.storage.blobs import BlobRef, BlobStore
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class CacheEntry:
-    """Analysis results for the message bytes with this digest; None fields are left as they are."""
-
-    digest: str
-    envelope: str | None = None
-    bodystructure: str | None = None
-    headers: str | None = None
-    text: str | None = None
+log = logging.getLogger(__name__)
 
 
 class MailboxDatabase:
     """One mailbox database: SQL (SQLite file or PostgreSQL database) plus the blob store."""
 
     def __init__(
-        self, db: Database, blobs: BlobStore, clock: Callable[[], float], poll_interval: float
+        self,
+        db: Database,
+        blobs: BlobStore,
+        clock: Callable[[], float],
+        poll_interval: float,
+        analyser: Analyser | None = imap_analysis,
     ) -> None:
         self._db = db
         self.blobs = blobs
@@ -67,6 +66,9 @@ class MailboxDatabase:
         self._poll_interval = poll_interval
         self._hub = ChangeHub()
         self._deliveries = DeliveryQueue(db, clock)
+        self._snapshots = SnapshotCache()
+        self._publications = 0
+        self._analysis = DeliveryAnalysis(analyser)
 
     @classmethod
     async def open(
@@ -78,9 +80,11 @@ class MailboxDatabase:
         *,
         clock: Callable[[], float] = time.time,
         poll_interval: float = POLL_INTERVAL,
+        analyser: Analyser | None = imap_analysis,
     ) -> MailboxDatabase:
-        """Open (creating or upgrading the schema) the database `name` at `url`."""
-        return cls(await Database.open(name, url, base_dir), blobs, clock, poll_interval)
+        """Open (creating or upgrading the schema) the database `name` at `url`. `analyser`
+        makes each new message's IMAP analysis as it is stored (None: left to first use)."""
+        return cls(await Database.open(name, url, base_dir), blobs, clock, poll_interval, analyser)
 
     async def close(self) -> None:
         await self._deliveries.close()
@@ -93,9 +97,22 @@ class MailboxDatabase:
     def _now(self) -> int:
         return int(self._clock())
 
+    def _publish(self, changes: Iterable[Change]) -> None:
+        self._publications += 1
+        self._hub.publish(changes)
+
+    @property
+    def publications(self) -> int:
+        """How many times committed changes were announced in this process: unchanged between
+        two readings, nothing committed here in between has been announced."""
+        return self._publications
+
     async def _read(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         async with self._db.read() as conn:
             return await fn(conn)
+
+    async def _read_sync(self, fn: Callable[[Connection], T]) -> T:
+        return await self._db.read_sync(fn)
 
     # mailboxes and quota
 
@@ -103,7 +120,7 @@ class MailboxDatabase:
         """Create the mailbox with its default folders unless it exists; True if created."""
         created = await self._db.write(lambda c: folders.ensure_mailbox(c, guid, owner, self._now()))
         if created:
-            self._hub.publish([Change(guid, None, "folders")])
+            self._publish([Change(guid, None, "folders")])
         return created
 
     async def set_quota(self, guid: str, quota_bytes: int | None) -> None:
@@ -120,7 +137,7 @@ class MailboxDatabase:
 
     # delivery and APPEND
 
-    def _placement(self, req: DeliveryRequest) -> Placement:
+    def _placement(self, req: DeliveryRequest, analysed: Mapping[str, CacheEntry]) -> Placement:
         return Placement(
             guid=req.guid,
             folder=req.folder,
@@ -132,14 +149,36 @@ class MailboxDatabase:
             limit=req.prohibit_send_receive_quota,
             record_limit=True,
             owner=req.owner,
+            analysis=analysed.get(req.blob.digest),
         )
 
-    def _announce_placed(self, guids: Sequence[str], placed: Sequence[Placed]) -> None:
+    async def _analyse(self, refs: Sequence[BlobRef], data: bytes | None = None) -> dict[str, CacheEntry]:
+        """The analysis of new messages (analysis.py); `data` is the bytes of a single `refs[0]`."""
+        wanted = self._analysis.wanted(refs)
+        if not wanted:
+            return {}
+        if data is not None:
+            return await self._analysis.of({refs[0].digest: data})
+        try:
+            bodies = await self.blobs.get_many(wanted)
+        except Exception:  # the delivery itself reports what is wrong with its blob
+            log.warning("%s: could not read new messages for analysis", self.name, exc_info=True)
+            return {}
+        return await self._analysis.of(bodies)
+
+    def _announce_placed(self, placed: Sequence[tuple[Placement, Placed]]) -> None:
+        self._analysis.stored(
+            [
+                item.analysis.digest
+                for item, p in placed
+                if item.analysis is not None and p.status == "delivered"
+            ]
+        )
         new: dict[tuple[str, int], list[Placed]] = defaultdict(list)
-        for guid, result in zip(guids, placed, strict=True):
+        for item, result in placed:
             if result.status == "delivered" and result.folder_id is not None:
-                new[(guid, result.folder_id)].append(result)
-        self._hub.publish(
+                new[(item.guid, result.folder_id)].append(result)
+        self._publish(
             Change(
                 guid,
                 folder_id,
@@ -152,14 +191,17 @@ class MailboxDatabase:
 
     async def deliver(self, req: DeliveryRequest) -> DeliveryResult:
         """Local delivery of one message; coalesced with concurrent ones into one transaction."""
-        placed = await self._deliveries.submit(self._placement(req))
-        self._announce_placed([req.guid], [placed])
+        item = self._placement(req, await self._analyse([req.blob]))
+        placed = await self._deliveries.submit(item)
+        self._announce_placed([(item, placed)])
         return _result(placed)
 
     async def deliver_many(self, reqs: Sequence[DeliveryRequest]) -> list[DeliveryResult]:
         """Several deliveries in one transaction; results in the same order."""
-        placed = await self._deliveries.place_now([self._placement(r) for r in reqs])
-        self._announce_placed([r.guid for r in reqs], placed)
+        analysed = await self._analyse([r.blob for r in reqs])
+        items = [self._placement(r, analysed) for r in reqs]
+        placed = await self._deliveries.place_now(items)
+        self._announce_placed(list(zip(items, placed, strict=True)))
         return [_result(p) for p in placed]
 
     async def append(
@@ -174,6 +216,7 @@ class MailboxDatabase:
         """IMAP APPEND (RFC 9051 §6.3.12); returns (UIDVALIDITY, UID) for APPENDUID (RFC 4315 §3)."""
         name = normalize_name(folder_name)
         blob = data if isinstance(data, BlobRef) else await self.blobs.put(data)
+        analysed = await self._analyse([blob], None if isinstance(data, BlobRef) else data)
         item = Placement(
             guid=guid,
             folder=name,
@@ -184,6 +227,7 @@ class MailboxDatabase:
             delivery_key=None,
             limit="stored",
             record_limit=False,
+            analysis=analysed.get(blob.digest),
         )
         (placed,) = await self._deliveries.place_now([item])
         if placed.status is None:
@@ -192,36 +236,36 @@ class MailboxDatabase:
             raise NoSuchFolder("mailbox does not exist", f"folder {name!r} not in mailbox {guid}")
         if placed.status == "quota_exceeded":
             raise OverQuota("quota exceeded")
-        self._announce_placed([guid], [placed])
+        self._announce_placed([(item, placed)])
         assert placed.uidvalidity is not None and placed.uid is not None
         return placed.uidvalidity, placed.uid
 
     # folders
 
     async def list_folders(self, guid: str) -> list[FolderInfo]:
-        return await self._read(lambda c: folders.list_folders(c, guid))
+        return await self._read_sync(lambda c: folders.list_folders(c, guid))
 
     async def list_subscriptions(self, guid: str) -> list[str]:
         """Subscribed names, including names with no folder (LSUB, LIST (SUBSCRIBED))."""
-        return await self._read(lambda c: folders.list_subscriptions(c, guid))
+        return await self._read_sync(lambda c: folders.list_subscriptions(c, guid))
 
     async def get_folder(self, guid: str, name: str) -> FolderInfo | None:
         """The folder by name (INBOX case-insensitive); None if there is none or the name is invalid."""
         try:
-            where = folders.by_name(guid, name)
+            normalize_name(name)
         except InvalidFolderName:
             return None
-        return await self._read(lambda c: folders.folder_info(c, where))
+        return await self._read_sync(lambda c: folders.folder_info_by_name(c, guid, name))
 
     async def get_folder_by_id(self, folder_id: int) -> FolderInfo | None:
-        return await self._read(lambda c: folders.folder_info(c, by_id(folder_id)))
+        return await self._read_sync(lambda c: folders.folder_info(c, by_id(folder_id)))
 
     async def create_folder(self, guid: str, name: str, special_use: str | None = None) -> FolderInfo:
         """CREATE, with missing parents (RFC 3501 §6.3.3) and CREATE-SPECIAL-USE (RFC 6154 §3)."""
         folder_id = await self._db.write(
             lambda c: folders.create_folder(c, guid, name, special_use, self._now())
         )
-        self._hub.publish([Change(guid, None, "folders")])
+        self._publish([Change(guid, None, "folders")])
         info = await self.get_folder_by_id(folder_id)
         if info is None:  # removed by another process in the meantime
             raise NoSuchFolder("mailbox does not exist", f"folder id {folder_id} vanished after CREATE")
@@ -229,41 +273,59 @@ class MailboxDatabase:
 
     async def delete_folder(self, guid: str, name: str) -> None:
         await self._db.write(lambda c: tree.delete_folder(c, guid, name))
-        self._hub.publish([Change(guid, None, "folders")])
+        self._publish([Change(guid, None, "folders")])
 
     async def rename_folder(self, guid: str, old: str, new: str) -> None:
         await self._db.write(lambda c: tree.rename_folder(c, guid, old, new, self._now()))
-        self._hub.publish([Change(guid, None, "folders")])
+        self._publish([Change(guid, None, "folders")])
 
     async def subscribe(self, guid: str, name: str, on: bool = True) -> bool:
         """SUBSCRIBE (on) or UNSUBSCRIBE; True if the subscription list changed."""
         changed = await self._db.write(lambda c: folders.subscribe(c, guid, name, on))
         if changed:
-            self._hub.publish([Change(guid, None, "folders")])
+            self._publish([Change(guid, None, "folders")])
         return changed
 
     # messages: reads
 
+    def kept_snapshot(self, info: FolderInfo) -> FolderSnapshot | None:
+        """The snapshot kept for the folder as `info` describes it, without reading anything;
+        None when none is kept for that state. The caller must know `info` is still current."""
+        return self._snapshots.get(info.id, (info.uidvalidity, info.uidnext, info.highestmodseq))
+
     async def snapshot(self, folder_id: int) -> FolderSnapshot:
-        return await self._read(lambda c: query.snapshot(c, folder_id))
+        return await self._read_sync(lambda c: query.snapshot(c, folder_id, self._snapshots))
 
     async def changes_since(self, folder_id: int, modseq: int) -> Changes:
-        return await self._read(lambda c: query.changes_since(c, folder_id, modseq))
+        return await self._read_sync(lambda c: query.changes_since(c, folder_id, modseq))
 
     async def message_meta(
-        self, folder_id: int, uids: Sequence[int], *, analysis: bool = True, text: bool = True
+        self,
+        folder_id: int,
+        uids: Sequence[int],
+        *,
+        analysis: bool = True,
+        text: bool = True,
+        header: bool = False,
     ) -> list[MessageMeta]:
         """Without `analysis` ENVELOPE and BODYSTRUCTURE are None; without `text` the searchable
-        text is; without either, the headers too. Callers say what they will read."""
-        return await self._read(
-            lambda c: query.message_meta(c, folder_id, uids, analysis_columns=analysis, text=text)
+        headers and text are; without `header` the header block is. Callers say what they read."""
+        return await self._read_sync(
+            lambda c: query.message_meta(
+                c, folder_id, uids, analysis_columns=analysis, text=text, header_block=header
+            )
         )
 
     async def read_message(self, digest: str) -> bytes:
         return await self.blobs.get(digest)
 
     async def search(self, folder_id: int, where: criteria.Criterion) -> list[int]:
-        return await self._read(lambda c: query.search(c, folder_id, where))
+        return await self._read_sync(lambda c: query.search(c, folder_id, where))
+
+    async def search_text(self, folder_id: int, needle: str, *, headers: bool) -> list[int] | None:
+        """SEARCH BODY (TEXT with `headers`) in the database, over the stored decoded text;
+        `needle` is already normalised. None while some message has no stored text."""
+        return await self._read_sync(lambda c: query.search_text(c, folder_id, needle, headers=headers))
 
     # messages: changes
 
@@ -287,12 +349,13 @@ class MailboxDatabase:
         )
         if result.updated:
             touched = tuple(update[0] for update in result.updated)
-            self._hub.publish([Change(guid, folder_id, "flags", result.updated[-1][3], touched)])
+            self._publish([Change(guid, folder_id, "flags", result.updated[-1][3], touched)])
         return result
 
     def _announce_removal(self, removal: expunge.Removal) -> None:
+        self._analysis.forget(removal.digests)  # their analysis rows may be gone (expunge.py)
         if removal.uids:
-            self._hub.publish(
+            self._publish(
                 [Change(removal.guid, removal.folder_id, "expunge", removal.modseq, tuple(removal.uids))]
             )
 
@@ -308,7 +371,7 @@ class MailboxDatabase:
         )
         if result.mapping:
             new = tuple(dest for _, dest in result.mapping)
-            self._hub.publish([Change(guid, target, "messages", None, new)])
+            self._publish([Change(guid, target, "messages", None, new)])
         if removal is not None:
             self._announce_removal(removal)
         return result
@@ -329,9 +392,10 @@ class MailboxDatabase:
         bodystructure: str | None = None,
         headers: str | None = None,
         text: str | None = None,
+        header: str | None = None,
     ) -> None:
         """Keep the IMAP engine's analysis of these bytes so each message is parsed once."""
-        await self.set_cache_many([CacheEntry(digest, envelope, bodystructure, headers, text)])
+        await self.set_cache_many([CacheEntry(digest, envelope, bodystructure, headers, text, header)])
 
     async def set_cache_many(self, entries: Sequence[CacheEntry]) -> None:
         rows = [
@@ -341,6 +405,7 @@ class MailboxDatabase:
                 "bodystructure": e.bodystructure,
                 "headers": e.headers,
                 "text": e.text,
+                "header": e.header,
             }
             for e in entries
         ]
@@ -365,7 +430,7 @@ class MailboxDatabase:
 
     async def change_counter(self, guid: str, folder_id: int | None = None) -> int | None:
         """The folder's HIGHESTMODSEQ, or the mailbox's change counter; None if it does not exist."""
-        return await self._read(lambda c: query.change_counter(c, guid, folder_id))
+        return await self._read_sync(lambda c: query.change_counter(c, guid, folder_id))
 
     async def wait_for_change(
         self, guid: str, folder_id: int | None, timeout: float, *, since: int | None = None
@@ -384,7 +449,7 @@ class MailboxDatabase:
     # maintenance
 
     async def digests_in_use(self) -> set[str]:
-        return await self._read(query.digests_in_use)
+        return await self._read_sync(query.digests_in_use)
 
     async def prune_delivery_keys(self, older_than: datetime) -> int:
         """Forget exactly-once delivery keys older than the transport's longest retry."""

@@ -13,7 +13,8 @@ Conventions shared with the store:
 - every list of UIDs is ascending; a folder's MODSEQ grows with each change, expunges included
   (RFC 7162 §3.1.1), so an unchanged HIGHESTMODSEQ means nothing happened;
 - cached analysis (ENVELOPE, BODYSTRUCTURE) is the wire form decoded as Latin-1, so 8-bit header
-  bytes survive a text column unchanged; `headers` and `text` are `search_text.searchable_text`.
+  bytes survive a text column unchanged, as is the raw header block `header`; `headers` and
+  `text` are `search_text.searchable_text`.
 """
 
 from __future__ import annotations
@@ -156,6 +157,10 @@ class MetaView(Protocol):
     def headers(self) -> str | None: ...
     @property
     def text(self) -> str | None: ...
+    @property
+    def header(self) -> str | None:
+        """The raw header block (Latin-1), when asked for and kept by the store."""
+        ...
 
 
 class StoreResultView(Protocol):
@@ -203,11 +208,12 @@ class Account(Protocol):
         ...
 
     async def message_meta(
-        self, folder_id: int, uids: Sequence[int], *, analysis: bool, text: bool
+        self, folder_id: int, uids: Sequence[int], *, analysis: bool, text: bool, header: bool = False
     ) -> Sequence[MetaView]:
         """Rows of the UIDs that still exist, in UID order, in one query. `analysis` asks for
-        the cached ENVELOPE/BODYSTRUCTURE, `text` for the searchable headers and text; a
-        store may return more than asked, never less."""
+        the cached ENVELOPE/BODYSTRUCTURE, `text` for the searchable headers and text, `header`
+        for the raw header block (None where the store has none: read the bytes then); a store
+        may return more than asked, never less."""
         ...
 
     async def read_messages(self, digests: Sequence[str]) -> Mapping[str, bytes]:

@@ -25,7 +25,6 @@ from courriel.proto.imap.sections import decode_transfer
 #: Bound on the decoded body text kept per message; enough for any human-written mail.
 MAX_BODY_CHARS: Final = 2_000_000
 
-_SPACE: Final = re.compile(r"\s+")
 _SCRIPT: Final = re.compile(r"<(script|style)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
 _TAG: Final = re.compile(r"<[^>]*>")
 _COMMENT: Final = re.compile(r"<!--.*?-->", re.DOTALL)
@@ -34,8 +33,9 @@ _INNER_HEADERS: Final = ("subject", "from", "to", "cc")
 
 
 def normalise(text: str) -> str:
-    """Case-fold and collapse white space: the form both sides of a match are put in."""
-    return _SPACE.sub(" ", text.casefold()).strip()
+    """Case-fold and collapse white space: the form both sides of a match are put in.
+    (str.split() splits on exactly the characters the regex \\s matches, several times faster.)"""
+    return " ".join(text.casefold().split())
 
 
 def _charset_decode(data: bytes, charset: str | None) -> str:

@@ -15,9 +15,10 @@ from typing import Final
 
 from courriel.proto.imap.errors import SectionError
 from courriel.proto.imap.fetchatt import Section
-from courriel.proto.imap.mime import Header, Part, content_encoding, header_block_end
+from courriel.proto.imap.mime import Header, Part, content_encoding, header_block_end, parse_headers
 
 IDENTITY_ENCODINGS: Final = frozenset({b"7bit", b"8bit", b"binary", b""})
+HEADER_TEXTS: Final = frozenset({"HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT"})
 
 
 def _numbered(part: Part, is_root: bool) -> list[Part] | None:
@@ -90,6 +91,27 @@ def section_content(data: bytes, root: Part, section: Section) -> bytes:
     if part is root or part.message is None:
         return b""
     return _message_text(data, part.message, section)
+
+
+def is_root_header(section: Section) -> bool:
+    """BODY[HEADER], BODY[HEADER.FIELDS (…)] and .NOT: what a client's message list fetches."""
+    return not section.part and section.text in HEADER_TEXTS
+
+
+def root_header_content(data: bytes, section: Section) -> bytes:
+    """`section_content` for an `is_root_header` section, from the header block alone: no MIME
+    scan of the body, which would cost more than the fetch itself."""
+    header_end, body_start = header_block_end(data, 0, len(data))
+    if section.text == "HEADER":
+        return data[:body_start]
+    return header_fields(
+        data,
+        parse_headers(data, 0, header_end),
+        section.fields,
+        section.text == "HEADER.FIELDS.NOT",
+        header_end,
+        body_start,
+    )
 
 
 def partial(content: bytes, span: tuple[int, int] | None) -> bytes:

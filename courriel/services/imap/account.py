@@ -6,7 +6,8 @@ the backend's view Protocols as they are, so nothing is copied. What it adds:
   public text (never its detail): NONEXISTENT, TRYCREATE where RFC 9051 §6.3.12 and §6.4.7 want
   it (APPEND, COPY, MOVE), ALREADYEXISTS, CANNOT, USEATTR (RFC 6154 §3), OVERQUOTA (RFC 9208);
 - SEARCH criteria the store can answer in SQL (size and internal date, RFC 9051 §6.4.4) are
-  translated to `courriel.mailbox.criteria`;
+  translated to `courriel.mailbox.criteria`; BODY and TEXT go to the store's search over the
+  decoded text it keeps per message (normalised here as search_text.py does for that text);
 - \\Recent bookkeeping (RFC 3501 §2.3.2) in a per-process registry: the first session to learn
   of a message sees it as recent. A database is active on one server at a time (DESIGN.md §3),
   so one process is the right scope; after a restart, earlier mail is simply not recent.
@@ -14,7 +15,6 @@ the backend's view Protocols as they are, so nothing is copied. What it adds:
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
@@ -24,6 +24,7 @@ from typing import Any, Literal, ParamSpec, TypeVar
 
 from courriel.core.errors import CourrielError
 from courriel.mailbox import criteria
+from courriel.mailbox.analysis import CacheEntry
 from courriel.mailbox.errors import (
     FolderExists,
     FolderRefused,
@@ -35,10 +36,11 @@ from courriel.mailbox.errors import (
 from courriel.mailbox.flags import FlagError
 from courriel.mailbox.model import Changes, CopyResult, FolderInfo, FolderSnapshot, MessageMeta, StoreResult
 from courriel.mailbox.notify import Subscription
-from courriel.mailbox.store import CacheEntry, MailboxDatabase
+from courriel.mailbox.store import MailboxDatabase
 from courriel.proto.imap import respcodes as rc
 from courriel.proto.imap.backend import Analysis, BackendError, StoreMode
-from courriel.proto.imap.searchkeys import DateKey, SearchKey, SizeKey
+from courriel.proto.imap.search_text import normalise
+from courriel.proto.imap.searchkeys import DateKey, SearchKey, SizeKey, TextKey
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -115,7 +117,7 @@ def to_criterion(key: SearchKey) -> criteria.Criterion | None:
 class StoreAccount:
     """One logged-in user's mailbox (`guid`) in `db`."""
 
-    __slots__ = ("_db", "_guid", "_user", "_recent", "_on_release")
+    __slots__ = ("_db", "_guid", "_user", "_recent", "_on_release", "_looked_up")
 
     def __init__(
         self,
@@ -130,6 +132,7 @@ class StoreAccount:
         self._user = user
         self._recent = recent
         self._on_release: Callable[[], None] | None = on_release
+        self._looked_up: tuple[FolderInfo, int] | None = None  # the last get_folder, for SELECT
 
     @property
     def user(self) -> str:
@@ -144,7 +147,10 @@ class StoreAccount:
         return await self._db.list_subscriptions(self._guid)
 
     async def get_folder(self, name: str) -> FolderInfo | None:
-        return await self._db.get_folder(self._guid, name)
+        mark = self._db.publications
+        found = await self._db.get_folder(self._guid, name)
+        self._looked_up = (found, mark) if found is not None else None
+        return found
 
     @_mapped()
     async def create_folder(self, name: str, special_use: str | None) -> None:
@@ -166,6 +172,18 @@ class StoreAccount:
 
     @_mapped()
     async def snapshot(self, folder_id: int) -> FolderSnapshot:
+        """SELECT looks the folder up, sets its watch, then asks for the snapshot. When nothing
+        was announced in this process since the lookup began, the folder row it read is still
+        the truth here, and a snapshot kept for that state needs no second read. A change made
+        by another process in between is not lost: the change feed and IDLE polls compare the
+        folder's HIGHESTMODSEQ with the snapshot's."""
+        looked_up, self._looked_up = self._looked_up, None
+        if looked_up is not None:
+            info, mark = looked_up
+            if info.id == folder_id and mark == self._db.publications:
+                kept = self._db.kept_snapshot(info)
+                if kept is not None:
+                    return kept
         return await self._db.snapshot(folder_id)
 
     @_mapped()
@@ -177,24 +195,13 @@ class StoreAccount:
 
     @_mapped()
     async def message_meta(
-        self, folder_id: int, uids: Sequence[int], *, analysis: bool, text: bool
+        self, folder_id: int, uids: Sequence[int], *, analysis: bool, text: bool, header: bool = False
     ) -> Sequence[MessageMeta]:
-        return await self._db.message_meta(folder_id, uids, analysis=analysis, text=text)
+        return await self._db.message_meta(folder_id, uids, analysis=analysis, text=text, header=header)
 
     async def read_messages(self, digests: Sequence[str]) -> Mapping[str, bytes]:
-        blobs = self._db.blobs
-
-        def read_all() -> dict[str, bytes]:
-            found: dict[str, bytes] = {}
-            for digest in dict.fromkeys(digests):
-                try:
-                    found[digest] = blobs.get_sync(digest)
-                except OSError:
-                    log.error("message bytes %s are missing from the blob store", digest)
-            return found
-
         # One worker-thread hop for the whole group: file reads must not block the loop.
-        return await asyncio.to_thread(read_all)
+        return await self._db.blobs.get_many(digests)
 
     async def save_analysis(self, entries: Sequence[Analysis]) -> None:
         await self._db.set_cache_many(
@@ -203,6 +210,8 @@ class StoreAccount:
 
     @_mapped()
     async def search(self, folder_id: int, key: SearchKey) -> Sequence[int] | None:
+        if isinstance(key, TextKey) and key.field in ("BODY", "TEXT"):
+            return await self._db.search_text(folder_id, normalise(key.value), headers=key.field == "TEXT")
         where = to_criterion(key)
         return None if where is None else await self._db.search(folder_id, where)
 

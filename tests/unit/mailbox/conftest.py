@@ -23,3 +23,14 @@ async def store(db_url: str, tmp_path: Path, blobs: BlobStore) -> AsyncIterator[
         yield db
     finally:
         await db.close()
+
+
+@pytest.fixture
+async def lazy_store(db_url: str, tmp_path: Path, blobs: BlobStore) -> AsyncIterator[MailboxDatabase]:
+    """A store that leaves the IMAP analysis to first use (as databases filled before it was made
+    at delivery are)."""
+    db = await MailboxDatabase.open("DB01", db_url, tmp_path, blobs, poll_interval=0.05, analyser=None)
+    try:
+        yield db
+    finally:
+        await db.close()

@@ -10,13 +10,15 @@ of the others is still sent.
 Cost model: UID, FLAGS and MODSEQ come from the session's view with no query at all, one
 %-format per message, so `UID FETCH 1:* (FLAGS)` over 10,000 messages is one tight loop.
 Everything else is read per batch of `analysis.BATCH` messages with one metadata query;
-ENVELOPE and BODYSTRUCTURE come from the store's cache, and bytes are read only for body items
-(or a message never analysed), a few megabytes per worker-thread hop.
+ENVELOPE and BODYSTRUCTURE come from the store's cache, header sections (a message list's
+HEADER.FIELDS) from the header block the store keeps, and bytes are read only for other body
+items (or a message never analysed), a few megabytes per worker-thread hop.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from typing import Final
 
 from courriel.proto.imap import commands as c
@@ -27,7 +29,13 @@ from courriel.proto.imap.bodystructure import body_structure
 from courriel.proto.imap.errors import SectionError
 from courriel.proto.imap.fetchatt import FetchAtt, Section
 from courriel.proto.imap.mime import Part, scan
-from courriel.proto.imap.sections import binary_content, partial, section_content
+from courriel.proto.imap.sections import (
+    binary_content,
+    is_root_header,
+    partial,
+    root_header_content,
+    section_content,
+)
 from courriel.proto.imap.sequence import SequenceSet, format_set
 from courriel.proto.imap.session.analysis import BATCH, byte_groups, complete, from_cache
 from courriel.proto.imap.session.context import FLUSH_AT, Done, Session, no
@@ -147,6 +155,14 @@ class _Message:
             self._root = scan(self.raw)
         return self._root
 
+    def section(self, section: Section) -> bytes:
+        """BODY[section] before any partial range; header sections without a MIME scan."""
+        if not section.part and section.text is None:
+            return self.raw
+        if self._root is None and is_root_header(section):
+            return root_header_content(self.raw, section)
+        return section_content(self.raw, self.root, section)
+
     def cached(self, name: str) -> bytes:
         """ENVELOPE or BODYSTRUCTURE, from the store's cache or just computed."""
         meta, fresh = self.meta, self.analysis
@@ -162,21 +178,28 @@ async def _fetch_batches(
     """Answer batch by batch; True when some messages no longer exist (or cannot be read)."""
     account = s.require_account()
     needs_bytes = any(_needs_bytes(a) for a in atts)
+    # A message list's FETCH (header fields) is answered from the stored header block.
+    headers_only = needs_bytes and all(_is_header(a) for a in atts if _needs_bytes(a))
     structure = any(a.name in STRUCTURE_ITEMS for a in atts)
     with_flags = [*atts, FLAGS_ITEM] if not any(a.name == "FLAGS" for a in atts) else atts
     missing = False
     for start in range(0, len(positions), BATCH):
         batch = positions[start : start + BATCH]
         metas = await account.message_meta(
-            view.folder_id, view.uids_at(batch), analysis=structure, text=False
+            view.folder_id, view.uids_at(batch), analysis=structure, text=False, header=headers_only
         )
         missing = missing or len(metas) < len(batch)
         fresh = await complete(account, metas, "structure") if structure else {}
         for group in byte_groups(metas) if needs_bytes else (metas,):
-            bodies = await account.read_messages([m.digest for m in group]) if needs_bytes else {}
+            unread = (
+                [m.digest for m in group if m.header is None] if headers_only else [m.digest for m in group]
+            )
+            bodies = await account.read_messages(unread) if needs_bytes and unread else {}
             for meta in group:
                 i = view.position(meta.uid)
                 data = bodies.get(meta.digest)
+                if data is None and headers_only and meta.header is not None:
+                    data = from_cache(meta.header)
                 if i is None or (needs_bytes and data is None) or (structure and _absent(meta, fresh)):
                     missing = True
                     continue
@@ -185,6 +208,18 @@ async def _fetch_batches(
                 s.emit(w.fetch_joined(i + 1, b" ".join([_item(s, view, a, i, message) for a in items])))
             await s.flush_if_large()
     return missing
+
+
+@lru_cache(maxsize=256)
+def _label(att: FetchAtt) -> bytes:
+    return att.response_name().encode("ascii")
+
+
+def _is_header(att: FetchAtt) -> bool:
+    """Items that the header block alone answers (RFC822.HEADER, BODY[HEADER…] of the message)."""
+    if att.name == "RFC822.HEADER":
+        return True
+    return att.name == "BODY" and att.section is not None and is_root_header(att.section)
 
 
 def _absent(meta: MetaView, fresh: dict[str, Analysis]) -> bool:
@@ -208,16 +243,12 @@ def _item(s: Session, view: SelectedView, att: FetchAtt, i: int, m: _Message) ->
     if name == "RFC822":
         return b"RFC822 " + w.literal(m.raw)
     if name in _RFC822_SECTIONS:
-        return name.encode() + b" " + w.literal(section_content(m.raw, m.root, _RFC822_SECTIONS[name]))
+        return name.encode() + b" " + w.literal(m.section(_RFC822_SECTIONS[name]))
     if att.section is None:  # BODY: the non-extensible structure
         return b"BODY " + body_structure(m.raw, False, m.root)
-    label = att.response_name().encode("ascii")
+    label = _label(att)
     if name == "BODY":
-        section = att.section
-        content = (
-            m.raw if not section.part and section.text is None else section_content(m.raw, m.root, section)
-        )
-        return label + b" " + w.literal(partial(content, att.partial))
+        return label + b" " + w.literal(partial(m.section(att.section), att.partial))
     try:
         content = binary_content(m.raw, m.root, att.section.part)
     except SectionError as exc:

@@ -10,7 +10,15 @@ import pytest
 from courriel.proto.imap.errors import SectionError
 from courriel.proto.imap.fetchatt import Section
 from courriel.proto.imap.mime import scan
-from courriel.proto.imap.sections import binary_content, decode_base64, find_part, partial, section_content
+from courriel.proto.imap.sections import (
+    binary_content,
+    decode_base64,
+    find_part,
+    is_root_header,
+    partial,
+    root_header_content,
+    section_content,
+)
 
 MESSAGES = Path(__file__).parent / "messages"
 
@@ -118,3 +126,22 @@ def test_lenient_base64() -> None:
     assert decode_base64(b"aGVsbG8") == b"hello"  # missing padding
     assert decode_base64(b"aGVsbG8gd29ybGQ*!\r\n") == b"hello world"
     assert decode_base64(b"aGVsbG8gd") == b"hello "  # a lone sextet cannot make a byte
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in MESSAGES.glob("*.eml")))
+@pytest.mark.parametrize(
+    "section",
+    [
+        Section((), "HEADER"),
+        Section((), "HEADER.FIELDS", ("SUBJECT", "FROM", "X-NONE")),
+        Section((), "HEADER.FIELDS.NOT", ("CONTENT-TYPE", "SUBJECT")),
+    ],
+)
+def test_root_header_without_a_scan_is_the_scanned_answer(name: str, section: Section) -> None:
+    """FETCH of header sections skips the MIME scan (a message list's fetch): same bytes."""
+    data = (MESSAGES / name).read_bytes()
+    assert is_root_header(section)
+    assert root_header_content(data, section) == section_content(data, scan(data), section)
+    for cut in (b"\r\n\r\n", b"\n\n"):  # and without a blank line at all, or with bare LFs
+        variant = data.split(cut, 1)[0] if cut in data else data.replace(b"\r\n", b"\n")
+        assert root_header_content(variant, section) == section_content(variant, scan(variant), section)

@@ -24,6 +24,7 @@ from courriel.proto.imap.backend import (
     LoginRefused,
     StoreMode,
 )
+from courriel.proto.imap.mime import header_block_end
 from courriel.proto.imap.searchkeys import DateKey, SearchKey, SizeKey
 
 WHEN = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -99,6 +100,7 @@ class Meta:
     bodystructure: str | None
     headers: str | None
     text: str | None
+    header: str | None = None
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,7 @@ class Mailbox:
         self.watchers: dict[int, list[Callable[[], None]]] = {}
         self.recent: dict[int, int] = {}
         self.recent_from_start = recent_from_start
+        self.header_blocks = True  # keep each message's header block, as the real store does
         self.calls: Counter[str] = Counter()
         self._ids = 0
         self._validity = 1000
@@ -331,7 +334,7 @@ class FakeAccount:
             return None
 
     async def message_meta(
-        self, folder_id: int, uids: Sequence[int], *, analysis: bool, text: bool
+        self, folder_id: int, uids: Sequence[int], *, analysis: bool, text: bool, header: bool = False
     ) -> Sequence[Meta]:
         self.box.calls["message_meta"] += 1
         self.box.calls["meta_rows"] += len(uids)
@@ -342,8 +345,22 @@ class FakeAccount:
             if m is None:
                 continue
             a = self.box.analysis.get(m.digest, Analysis(m.digest))
+            block = None
+            if header and self.box.header_blocks and m.digest in self.box.blobs:
+                data = self.box.blobs[m.digest]
+                block = data[: header_block_end(data, 0, len(data))[1]].decode("latin-1")
             out.append(
-                Meta(uid, m.internaldate, m.size, m.digest, a.envelope, a.bodystructure, a.headers, a.text)
+                Meta(
+                    uid,
+                    m.internaldate,
+                    m.size,
+                    m.digest,
+                    a.envelope,
+                    a.bodystructure,
+                    a.headers,
+                    a.text,
+                    block,
+                )
             )
         return out
 

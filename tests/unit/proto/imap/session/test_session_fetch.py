@@ -145,3 +145,29 @@ async def test_bad_sequence_numbers(client: MakeClient, mailbox: Mailbox) -> Non
     assert await c.send(b"f1 FETCH 2 FLAGS") == b"f1 BAD Invalid message sequence number\r\n"
     assert await c.send(b"f2 UID FETCH 99 FLAGS") == b"f2 OK FETCH completed\r\n"
     assert (await c.send(b"f3 FETCH 1 (BODY[1.MIMEX])")).startswith(b"f3 BAD")
+
+
+async def test_header_fields_come_from_the_stored_header_block(client: MakeClient, mailbox: Mailbox) -> None:
+    """A message list's FETCH reads no message bytes when the store keeps header blocks, and
+    answers exactly what the bytes would give (RFC 9051 §6.4.5)."""
+    bodies = [
+        SIMPLE,
+        *((MESSAGES / n).read_bytes() for n in ("nested.eml", "headeronly.eml", "oddities.eml")),
+    ]
+    c = await selected(client, mailbox, *bodies)
+    command = (
+        b"f1 FETCH 1:* (UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (FROM SUBJECT DATE)] "
+        b"BODY.PEEK[HEADER.FIELDS.NOT (SUBJECT)]<0.40> RFC822.HEADER BODY.PEEK[HEADER])"
+    )
+    mailbox.calls.clear()
+    from_blocks = await c.send(command)
+    assert mailbox.calls["message_meta"] == 1 and mailbox.calls["messages_read"] == 0
+    assert b"* 4 FETCH (UID 4 " in from_blocks and from_blocks.endswith(b"f1 OK FETCH completed\r\n")
+    mailbox.header_blocks = False  # a store without them (messages stored before it kept them)
+    mailbox.calls.clear()
+    assert await c.send(command) == from_blocks
+    assert mailbox.calls["messages_read"] == 4
+    mailbox.header_blocks = True
+    mailbox.calls.clear()
+    await c.send(b"f2 FETCH 1 (BODY.PEEK[HEADER] BODY.PEEK[TEXT])")  # TEXT needs the bytes
+    assert mailbox.calls["messages_read"] == 1
