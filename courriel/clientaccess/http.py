@@ -13,7 +13,9 @@ who the user is instead of passing the credentials on (research/exchange2013-fac
 - the request (method, path, query, headers minus hop-by-hop ones, RFC 9110 §7.6.1) and its body
   stream to the back end and the answer streams back, never held whole;
 - a back end that cannot be reached, or does not answer in time, gives 503 with Retry-After
-  (RFC 9110 §15.6.4): every wait is bounded (`TIMEOUTS`).
+  (RFC 9110 §15.6.4): every wait is bounded (`TIMEOUTS`);
+- connections to the back ends leave from this server's own address (`SourcedTransport`), the
+  one the organization's firewall rules know it by.
 
 Port 80 (`Port80`) follows Exchange's defaults. Credentials never cross it: /owa is redirected to
 https (what the seed lists, and what Exchange's documented IIS redirect does); Autodiscover is
@@ -32,7 +34,7 @@ import base64
 import binascii
 import logging
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
 from enum import Enum
 
@@ -49,6 +51,7 @@ from courriel.security.throttle import LoginThrottle
 from courriel.services.http.applications import AUTODISCOVER, OWA, Match, match
 from courriel.services.http.identity import AUTHENTICATED_USER, MAILBOX_GUID, PREFIX
 from courriel.services.pop3.logins import DirectoryLogin
+from courriel.transport.deliver.source import source_address
 
 log = logging.getLogger(__name__)
 
@@ -295,6 +298,38 @@ class ClientSide:
             pass
 
 
+class SourcedTransport(httpx.AsyncBaseTransport):
+    """httpx's transport, with connections leaving from our own address of the back end's family.
+
+    An httpx transport binds every connection to one local address; a back end may be reached
+    over IPv4 or IPv6, so there is one pool per source address (at most three: IPv4, IPv6, the
+    kernel's choice), made when first needed.
+    """
+
+    def __init__(self, listen: Sequence[str], *, verify: ssl.SSLContext, limits: httpx.Limits) -> None:
+        self._listen = tuple(listen)
+        self._verify = verify
+        self._limits = limits
+        self._pools: dict[str | None, httpx.AsyncHTTPTransport] = {}
+
+    def _pool(self, host: str) -> httpx.AsyncHTTPTransport:
+        source = source_address(self._listen, host)
+        pool = self._pools.get(source)
+        if pool is None:
+            pool = self._pools[source] = httpx.AsyncHTTPTransport(
+                verify=self._verify, limits=self._limits, trust_env=False, local_address=source
+            )
+        return pool
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self._pool(request.url.host).handle_async_request(request)
+
+    async def aclose(self) -> None:
+        pools, self._pools = self._pools, {}
+        for pool in pools.values():
+            await pool.aclose()
+
+
 class HttpProxy:
     """The front end's ASGI application; the same app serves 443 and 80 (told apart by the scheme)."""
 
@@ -310,7 +345,10 @@ class HttpProxy:
         public_host: str,
         timeouts: httpx.Timeout = TIMEOUTS,
         login: BasicLogin | None = None,
+        listen: Sequence[str] = (),
     ) -> None:
+        """`listen`: this server's listen addresses, where connections to the back ends leave
+        from (transport/deliver/source.py); () leaves it to the kernel."""
         self.server = server
         self._snapshot = snapshot
         self.login = login or BasicLogin(snapshot, throttle)
@@ -318,9 +356,12 @@ class HttpProxy:
         # Redirects name this server as the certificate does, never the Host a client sent.
         self._https_base = f"https://{public_host}" + ("" if https_port == 443 else f":{https_port}")
         self.client = httpx.AsyncClient(
-            verify=backend_tls,
+            transport=SourcedTransport(
+                listen,
+                verify=backend_tls,
+                limits=httpx.Limits(max_connections=MAX_BACKEND_CONNECTIONS, max_keepalive_connections=100),
+            ),
             timeout=timeouts,
-            limits=httpx.Limits(max_connections=MAX_BACKEND_CONNECTIONS, max_keepalive_connections=100),
             follow_redirects=False,
             trust_env=False,
         )

@@ -5,7 +5,8 @@ user's database and proxies to its back-end service (research/exchange2013-facts
 ProxyTargetPort): here the directory says which server a database is mounted on, that server's
 `addresses` say where other servers reach it (its FQDN when it listens on every address), and
 the port is that of the ports table plus that server's `port_offset`. A back end on this very
-server is reached on one of our own listen addresses.
+server is reached on one of our own listen addresses. Each endpoint also names the local address
+the connection leaves from: our own listen address of its family (transport/deliver/source.py).
 
 - IMAP4/POP3 (`locate`): the implicit-TLS back-end port (1993, 1995).
 - SMTP (`smtp_endpoints`): the Transport service's receive connector of the seed's table,
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from courriel.core.ports import SERVICES, Role, offset_port, services_for
 from courriel.org.model import Recipient, Server
 from courriel.org.snapshot import DirectorySnapshot
+from courriel.transport.deliver.source import source_address
 from courriel.transport.route.organization import connector_targets, receive_connector
 
 WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
@@ -45,6 +47,7 @@ class Endpoint:
     port: int
     implicit_tls: bool = False  # SMTP: TLS from the first byte (RFC 8314) rather than STARTTLS
     tls_name: str | None = None  # the name the server's certificate carries (its FQDN)
+    source: str | None = None  # our own address to connect from; None: the kernel's choice
 
 
 class BackendLocator:
@@ -53,6 +56,7 @@ class BackendLocator:
     ) -> None:
         self._snapshot = snapshot
         self._local = local_server.casefold()
+        self._listen = tuple(local_listen)
         self._local_host = self._reachable(local_listen)
 
     @staticmethod
@@ -85,7 +89,13 @@ class BackendLocator:
         server = self.mailbox_server(recipient)
         if server is None:
             return None
-        return Endpoint(server.name, self._host(server), offset_port(backend_port(service), server.port_offset))
+        host = self._host(server)
+        return Endpoint(
+            server.name,
+            host,
+            offset_port(backend_port(service), server.port_offset),
+            source=source_address(self._listen, host),
+        )
 
     # -- SMTP -----------------------------------------------------------------------------------
 
@@ -109,12 +119,14 @@ class BackendLocator:
         targets = connector_targets(server, connector, seed)
         if not targets:
             return None
+        host = self._host(server)
         return Endpoint(
             server.name,
-            self._host(server),
+            host,
             targets[0].port,
             implicit_tls=connector is not None and connector.implicit_tls,
             tls_name=server.fqdn,
+            source=source_address(self._listen, host),
         )
 
     def smtp_endpoints(self, recipients: Iterable[Recipient | None], connector_template: str) -> list[Endpoint]:

@@ -61,7 +61,13 @@ class BackendLink:
     async def open(cls, endpoint: Endpoint, tls: ssl.SSLContext) -> BackendLink:
         try:
             reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(endpoint.host, endpoint.port, ssl=tls, limit=MAX_LINE),
+                asyncio.open_connection(
+                    endpoint.host,
+                    endpoint.port,
+                    ssl=tls,
+                    limit=MAX_LINE,
+                    local_addr=(endpoint.source, 0) if endpoint.source else None,
+                ),
                 CONNECT_TIMEOUT,
             )
         except (OSError, ssl.SSLError, TimeoutError) as error:

@@ -4,7 +4,8 @@ A send connector with FrontEndProxyEnabled makes the Mailbox transport hand its 
 Access server of its site (research/exchange2013-facts.md §1, §4), which relays it to the
 Internet next hop exactly as the Mailbox server would have: the same send connector (the one
 whose address space matches the recipient domain best, among those the sending server may use),
-its MX lookup or smart hosts, its TLS and authentication rules. All of that is the delivery
+its MX lookup or smart hosts, its TLS and authentication rules, its SourceIPAddress (which this
+server must then hold: the connection leaves from here). All of that is the delivery
 code's (`transport/deliver/session.py`); this module only picks the connector and wraps each
 endpoint as a `Hop` for `smtp_relay`.
 """

@@ -248,7 +248,7 @@ class FrontEndTransport:
         logger = self.protocol_log
         tls = self.backend_tls() if credentials is None else self.user_tls()
         opener = SessionOpener(connector, self.fqdn, self._contexts, lambda _e: logger(), tls)
-        target = SessionEndpoint(endpoint.server, endpoint.host, endpoint.port)
+        target = SessionEndpoint(endpoint.server, endpoint.host, endpoint.port, endpoint.source)
         label = f"{endpoint.server}[{endpoint.host}]:{endpoint.port}"
 
         async def open_session() -> SmtpClient:

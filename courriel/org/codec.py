@@ -36,6 +36,7 @@ def field_types(cls: type) -> dict[str, Any]:
 _EXCHANGE_NAMES = {
     "auth_mechanisms": "AuthMechanism",
     "remote_ip_ranges": "RemoteIPRanges",
+    "source_ip_address": "SourceIPAddress",
     "require_tls": "RequireTLS",
     "dns_routing_enabled": "DNSRoutingEnabled",
     "ignore_starttls": "IgnoreSTARTTLS",

@@ -7,6 +7,7 @@ Pure checks over the model's dataclasses: each returns a normalized copy or rais
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from collections.abc import Iterable
 
 from courriel.core.errors import Conflict, PermanentError
@@ -154,6 +155,18 @@ def check_address_space(pattern: str, cost: int, what: str) -> tuple[str, int]:
     return normalize_domain(text), cost
 
 
+def check_source_ip_address(text: str, what: str) -> str:
+    """SourceIPAddress: one IPv4 or IPv6 address, stored in its canonical form; 0.0.0.0 (or ::)
+    leaves the choice to the kernel. Whether this computer holds it is known only where the
+    connector's connections are made (transport/deliver/source.py)."""
+    try:
+        return str(ipaddress.ip_address(text.strip().strip("[]")))
+    except ValueError:
+        raise PermanentError(
+            f"{what}: SourceIPAddress must be an IPv4 or IPv6 address, not {text!r}"
+        ) from None
+
+
 def check_send_connector(
     connector: SendConnector, servers: dict[str, tuple[str, tuple[str, ...]]]
 ) -> SendConnector:
@@ -209,6 +222,7 @@ def check_send_connector(
     check_bounds(connector, SEND_BOUNDS, what)
     return dataclasses.replace(
         connector,
+        source_ip_address=check_source_ip_address(connector.source_ip_address, what),
         name=name,
         address_spaces=spaces,
         smart_hosts=smart_hosts,

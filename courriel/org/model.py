@@ -171,6 +171,7 @@ class SendConnector:
     enabled: bool = True
     protocol_logging_level: LoggingLevel = LoggingLevel.NONE
     front_end_proxy_enabled: bool = False
+    source_ip_address: str = "0.0.0.0"  # where its connections leave from; 0.0.0.0: the kernel's choice
 
 
 @dataclass(frozen=True, slots=True)

@@ -163,6 +163,16 @@ certificate_authority = Table(
     Column("created", Float, nullable=False),
 )
 
+# When each mailbox was last sent its IssueWarningQuota message (org/quota_warnings.py): shared by
+# every worker and Mailbox server, so a mailbox is warned at most once a day. Not a directory
+# object: writing it does not bump `directory_version`.
+quota_warnings = Table(
+    "quota_warnings",
+    metadata,
+    Column("guid", String(32), primary_key=True),
+    Column("warned_at", Float, nullable=False),
+)
+
 
 async def _seed_version_row(conn: AsyncConnection) -> None:
     await conn.execute(directory_version.insert().values(id=1, version=0))
@@ -181,4 +191,8 @@ async def _add_certificate_authority(conn: AsyncConnection) -> None:
     await conn.run_sync(lambda c: certificate_authority.create(c, checkfirst=True))
 
 
-MIGRATIONS: list[Step] = [_initial(create_tables(metadata)), _add_certificate_authority]
+async def _add_quota_warnings(conn: AsyncConnection) -> None:
+    await conn.run_sync(lambda c: quota_warnings.create(c, checkfirst=True))
+
+
+MIGRATIONS: list[Step] = [_initial(create_tables(metadata)), _add_certificate_authority, _add_quota_warnings]

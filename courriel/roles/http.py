@@ -9,7 +9,8 @@ The hop between the two is where the organization's certificates matter: the pro
 checks the back end's; the back end's 444 listener asks for that certificate
 (`accept_servers`) and believes the proxy's identity headers only from a server it names
 (`peer_server`). Without organization credentials the proxy still encrypts the hop, but no back
-end believes it: only published calendars get through.
+end believes it: only published calendars get through. The proxy's connections leave from this
+server's own listen address (clientaccess/http.py).
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class HttpServices:
                 backend_tls=org.client_context() if org is not None else client_context(verify=False),
                 https_port=offset_port(https_port(), config.port_offset),
                 public_host=config.fqdn,
+                listen=config.listen,
             )
             self._listeners[PROXY] = HttpListeners(PROXY, self.proxy, reuse_port=reuse_port)
         if BACKEND in names:

@@ -4,8 +4,8 @@ Builds the concrete parts of DESIGN.md §3–§4 for one server and keeps the se
 databases in step with the directory (a database mounted here later is opened when it appears).
 With the organization's credentials, mail for a database mounted on another Mailbox server is
 relayed there and FrontEndProxyEnabled connectors go through a Client Access server
-(transport/deliver/organization.py). Worker 0 forgets delivery keys older than the duplicate
-window once an hour (transport/deliver/local.py).
+(transport/deliver/organization.py), from this server's own listen address. Worker 0 forgets
+delivery keys older than the duplicate window once an hour (transport/deliver/local.py).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from courriel.mailbox.errors import NoSuchMailbox
 from courriel.mailbox.store import MailboxDatabase
 from courriel.org.cache import DirectoryCache
 from courriel.org.model import LoggingLevel, Recipient
+from courriel.org.quota_warnings import QuotaWarningLog
 from courriel.security.orgca import OrgCredentials
 from courriel.storage.blobs import BlobStore, open_database_blobs
 from courriel.transport.deliver.local import DUPLICATE_WINDOW, LocalDelivery
@@ -30,6 +31,7 @@ from courriel.transport.deliver.smtp import SmtpDelivery
 from courriel.transport.protocol_log import ProtocolLog
 from courriel.transport.queue.inspect import queue_path
 from courriel.transport.queue.store import QueueStore
+from courriel.transport.quota_warning import QuotaWarnings
 from courriel.transport.service import TransportService
 from courriel.transport.tracking import TrackingLog
 
@@ -57,17 +59,25 @@ class MailboxRole:
         self._refreshing: dict[str, asyncio.Task[int]] = {}
         self.queue: QueueStore
         self.transport: TransportService
+        self.warning_log: QuotaWarningLog | None = None
         self._pruner: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.queue = await QueueStore.open(queue_path(self.config, self.worker))
         await self.sync_databases()
+        self.warning_log = QuotaWarningLog.open(self.config.directory_url, self.config.data_dir)
         local = LocalDelivery(
             databases=self.databases.get,
             queue=self.queue,
             tracking=self.tracking,
             directory=lambda: self.cache.snapshot,
             blobs=self.blobs,
+            after_delivery=QuotaWarnings(
+                directory=lambda: self.cache.snapshot,
+                log=self.warning_log,
+                submit=lambda sub: self.transport.submit(sub),
+                fqdn=self.config.fqdn,
+            ),
         )
         cfg = self.config
         smtp = SmtpDelivery(
@@ -81,7 +91,7 @@ class MailboxRole:
             protocol_log=ProtocolLog(
                 cfg.data_dir / "logs" / "protocol" / "smtp-send", self._send_logging_enabled, prefix="SEND"
             ),
-            organization=OrgLinks(cfg.name, lambda: self.cache.snapshot, self.credentials)
+            organization=OrgLinks(cfg.name, lambda: self.cache.snapshot, self.credentials, cfg.listen)
             if self.credentials is not None
             else None,
         )
@@ -129,6 +139,8 @@ class MailboxRole:
                         await blobs.close()
                     raise
                 log.info("mailbox database %s mounted", name)
+                if hasattr(self, "transport"):  # mounted while running: its waiting mail goes now
+                    await self.transport.wake(f"mailbox:{name}")
 
     async def _close(self, db: MailboxDatabase) -> None:
         await db.close()
@@ -191,6 +203,8 @@ class MailboxRole:
                 await self._pruner
         await self.transport.stop()
         await self.queue.close()
+        if self.warning_log is not None:
+            await self.warning_log.close()
         for db in self.databases.values():
             await self._close(db)
         self.databases.clear()

@@ -49,6 +49,8 @@ from courriel.roles.mailbox import MailboxRole
 from courriel.roles.protocols import ProtocolServices
 from courriel.roles.smtp_listeners import SmtpListeners
 from courriel.security.orgca import OrgCredentials
+from courriel.security.shared_state import SharedState
+from courriel.security.slots import SharedSlots
 from courriel.security.throttle import LoginThrottle
 from courriel.security.tls import client_context, ensure_certificate, server_context
 from courriel.transport.deliver.client import ProtocolLogger
@@ -109,11 +111,14 @@ class Server:
         self.http: HttpServices | None = None
         self.frontend: FrontEndTransport | None = None
         self._send_log: ProtocolLog | None = None
+        # What the workers must agree on: failed logins, connection slots (security/shared_state.py).
+        self.shared = SharedState.of_server(config.data_dir)
         self._cache_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         cfg = self.config
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        self.shared.open()
         names = [cfg.fqdn, cfg.name, "localhost", *[a for a in cfg.listen if a not in ("0.0.0.0", "::")]]
         ensure_certificate(cfg.tls_certificate, cfg.tls_key, cfg.fqdn, tuple(names[1:]))
         tls = server_context(cfg.tls_certificate, cfg.tls_key)
@@ -138,7 +143,7 @@ class Server:
             await self.mailbox.start()
         if Role.CLIENT_ACCESS in cfg.roles:
             self.frontend = self._frontend(credentials)
-        throttle = LoginThrottle()
+        throttle = LoginThrottle(shared=self.shared)
         context = ReceiveContext(
             directory=lambda: self.cache.snapshot,
             transport_config=lambda: self.cache.snapshot.transport_config,
@@ -148,6 +153,7 @@ class Server:
                 self.frontend,
             ),
             throttle=throttle,
+            slots=SharedSlots(self.shared),
             mailbox_size=self.mailbox.mailbox_size if self.mailbox is not None else _no_mailbox_size,
             fqdn=cfg.fqdn,
         )
@@ -167,7 +173,13 @@ class Server:
         await self.http.start()
         # Every worker serves IMAP4 and POP3 on the shared ports, as SMTP (roles/protocols.py).
         self.protocols = ProtocolServices(
-            cfg, self.cache, self.mailbox, tls, throttle, reuse_port=self.workers > 1
+            cfg,
+            self.cache,
+            self.mailbox,
+            tls,
+            throttle,
+            reuse_port=self.workers > 1,
+            slots=SharedSlots(self.shared),
         )
         await self.protocols.start()
         self.cache.subscribe(self._directory_changed)
@@ -263,6 +275,7 @@ class Server:
         if self.mailbox is not None:
             await self.mailbox.stop()
         await self.directory.close()
+        self.shared.close()
 
 
 def _setup_logging(config: ServerConfig, worker: int | None) -> None:

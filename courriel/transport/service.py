@@ -9,6 +9,7 @@ transaction. Only then does `submit` return, and only then does the SMTP session
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -110,7 +111,7 @@ def queued_recipients(result: Categorized, now: float, retry_interval: float) ->
     ]
     rcpts += [
         QueuedRecipient(address=f.address, original=f.original.address, next_hop="failed:categorizer", delivery_type="None",
-                        orcpt=f.original.orcpt, notify=f.original.notify, status="failed", last_error=f"550 {f.status} {f.text}")
+                        orcpt=f.original.orcpt, notify=f.original.notify, status="failed", last_error=f"{f.code} {f.status} {f.text}")
         for f in result.failed
     ]
     return rcpts
@@ -145,6 +146,7 @@ class TransportService:
         self.scan_interval = scan_interval
         self.topology = topology
         self._scanner: asyncio.Task[None] | None = None
+        self._nudged = asyncio.Event()  # scan now (scans run only in the scan loop, one at a time)
         self.accepted = 0
         # DSNs are committed with the results that call for them (transport/reports.py): through
         # the queue's seam for local delivery, directly for the SMTP stage and the scan.
@@ -202,7 +204,7 @@ class TransportService:
         """Commit a message durably; raises TransientError if that cannot be done (the client gets 451)."""
         queue_id = new_id()
         data, message_id, subject = self._build(sub, queue_id)
-        result = self._categorizer().categorize(sub.recipients)
+        result = self._categorizer().categorize(sub.recipients, size=len(sub.data))  # MaxReceiveSize per recipient
         now = time.time()
         rcpts = queued_recipients(result, now, self.transport_config().message_retry_interval)
         try:
@@ -353,14 +355,21 @@ class TransportService:
         rcpt.next_hop, rcpt.delivery_type = hop.key, hop.delivery_type
         return True
 
+    async def wake(self, next_hop: str) -> None:
+        """Try a next hop's waiting recipients now: a mailbox database was just mounted here."""
+        if await self.queue.wake(next_hop):
+            self._nudged.set()
+
     async def _scan_loop(self) -> None:
         database = self.queue.reader.url.database
         mark = changed_mark(Path(database)) if database and database != ":memory:" else None
         seen, last = _mark_state(mark), time.monotonic()
         while True:
-            await asyncio.sleep(min(WATCH_INTERVAL, self.scan_interval))
-            state = _mark_state(mark)
-            if state == seen and time.monotonic() - last < self.scan_interval:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._nudged.wait(), min(WATCH_INTERVAL, self.scan_interval))
+            nudged, state = self._nudged.is_set(), _mark_state(mark)
+            self._nudged.clear()
+            if not nudged and state == seen and time.monotonic() - last < self.scan_interval:
                 continue
             seen, last = state, time.monotonic()
             try:

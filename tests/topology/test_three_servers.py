@@ -89,10 +89,35 @@ def _count(imap: imaplib.IMAP4) -> int:
     return int(data[0].split(b"MESSAGES ")[1].rstrip(b")"))
 
 
+def received_by(cluster: Cluster, user: str, token: str, server: str) -> str:
+    """The Received field `server` added to the user's message with this subject ("" if none)."""
+    host, port = cluster.address("cas1", "imaps")
+    with imaplib.IMAP4_SSL(host, port, ssl_context=NO_VERIFY, timeout=30) as imap:
+        imap.login(user, PASSWORD)
+        imap.select("INBOX", readonly=True)
+        _, data = imap.fetch("1:*", "(BODY.PEEK[HEADER])")
+    for part in data:
+        if not isinstance(part, tuple):
+            continue
+        headers = email.message_from_bytes(part[1])
+        if headers["Subject"] == token:
+            fields = [" ".join(str(r).split()) for r in headers.get_all("Received", [])]
+            return next((r for r in fields if f" by {server}.example.test " in r), "")
+    return ""
+
+
 def wait_subjects(cluster: Cluster, user: str, wanted: set[str], timeout: float = 30.0) -> list[str]:
+    """The Inbox's subjects once `wanted` are all there (or the timeout passed). A Mailbox server
+    just started may not serve IMAP4 yet (MailServer waits for its SMTP ports only): the front
+    end then says UNAVAILABLE, which is asked again until the deadline."""
     deadline = time.monotonic() + timeout
     while True:
-        subjects = imap_subjects(cluster, user)
+        try:
+            subjects = imap_subjects(cluster, user)
+        except imaplib.IMAP4.error as error:
+            if "UNAVAILABLE" not in str(error) or time.monotonic() > deadline:
+                raise
+            subjects = []
         if wanted <= set(subjects) or time.monotonic() > deadline:
             return subjects
         time.sleep(0.3)
@@ -134,6 +159,12 @@ async def test_submission_to_both_servers_and_outside(cluster: Cluster) -> None:
         for user in (ALICE, BOB):
             subjects = await asyncio.to_thread(wait_subjects, cluster, user, {token})
             assert subjects.count(token) == 1, user
+        # Each hop between our servers leaves from the sender's own address, not the kernel's
+        # default source (127.0.0.1): cas1 → mbx1 (Client Proxy), then mbx1 → mbx2 (intra-org).
+        by_mbx1 = await asyncio.to_thread(received_by, cluster, ALICE, token, "mbx1")
+        assert by_mbx1.startswith("from cas1.example.test ([127.0.0.10])"), by_mbx1
+        by_mbx2 = await asyncio.to_thread(received_by, cluster, BOB, token, "mbx2")
+        assert by_mbx2.startswith("from mbx1.example.test ([127.0.0.11])"), by_mbx2
         received = await peer.wait_for(1, timeout=30)
         assert received[0].recipients == ["carol@partner.test"]
         assert token.encode() in received[0].data

@@ -2,7 +2,10 @@
 
 Proxy addresses match case-insensitively, as Exchange does. Distribution groups expand
 recursively with loop protection; duplicates (the same mailbox reached twice) are removed; contacts
-are rewritten to their external address. The result is pure data: the queue commits it.
+are rewritten to their external address. Given the message's size, a recipient whose own
+MaxReceiveSize it exceeds fails alone with 552 5.2.3 (RFC 3463: length exceeds an administrative
+limit), a group member by the member's own limit, and the others still get the message, as
+Exchange's categorizer does. The result is pure data: the queue commits it.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from courriel.transport.route.nexthop import NextHop, external_hop, mailbox_hop
 from courriel.transport.route.organization import Topology
 
 MAX_EXPANSION_DEPTH = 32  # nested groups deeper than this are treated as a loop
+RECIPIENT_SIZE_STATUS = "5.2.3"  # RFC 3463 X.2.3: message length exceeds administrative limit
+RECIPIENT_SIZE_TEXT = "RESOLVER.RST.RecipSizeLimit; Message too large for this recipient"
 
 
 class DirectoryView(Protocol):
@@ -58,6 +63,7 @@ class Failed:
     original: EnvelopeRecipient
     status: str  # enhanced status code
     text: str
+    code: int = 550  # the reply code of the recorded error
 
 
 @dataclass(slots=True)
@@ -65,6 +71,20 @@ class Categorized:
     resolved: list[Resolved] = field(default_factory=list)
     failed: list[Failed] = field(default_factory=list)
     expanded: list[tuple[str, list[str]]] = field(default_factory=list)  # (group, member addresses)
+
+    @property
+    def all_too_big(self) -> bool:
+        """Nobody gets it and every recipient failed on MaxReceiveSize: refuse the transaction."""
+        return not self.resolved and bool(self.failed) and all(f.status == RECIPIENT_SIZE_STATUS for f in self.failed)
+
+
+def postmaster_address(directory: DirectoryView) -> str | None:
+    """The organization's postmaster: TransportConfig.postmaster_address, else postmaster@<default domain>."""
+    configured = directory.transport_config.postmaster_address
+    if configured:
+        return configured
+    default = directory.default_domain()
+    return f"postmaster@{default.name}" if default is not None else None
 
 
 class Categorizer:
@@ -76,13 +96,27 @@ class Categorizer:
         self.topology = topology
         self.server = server
         self.fqdn = (fqdn or "").lower()
+        self._size: int | None = None
 
-    def categorize(self, rcpts: Sequence[EnvelopeRecipient]) -> Categorized:
+    def categorize(self, rcpts: Sequence[EnvelopeRecipient], size: int | None = None) -> Categorized:
+        """`size`: the message's, checked against each recipient's MaxReceiveSize (None: no check)."""
+        self._size = size
         out = Categorized()
         seen: set[str] = set()
         for rcpt in rcpts:
             self._resolve(rcpt.address, rcpt, out, seen, set(), 0)
         return out
+
+    def _too_big(self, recipient: Recipient, original: EnvelopeRecipient, out: Categorized, seen: set[str]) -> bool:
+        """Fail a recipient (a mailbox, contact or whole group) the message is too large for."""
+        limit = recipient.max_receive_size
+        if self._size is None or limit is None or self._size <= limit:
+            return False
+        key = recipient.guid or recipient.primary_address.lower()
+        if key not in seen:
+            seen.add(key)
+            out.failed.append(Failed(recipient.primary_address, original, RECIPIENT_SIZE_STATUS, RECIPIENT_SIZE_TEXT, 552))
+        return True
 
     def _resolve(
         self, address: str, original: EnvelopeRecipient, out: Categorized, seen: set[str], groups: set[int], depth: int
@@ -94,6 +128,8 @@ class Categorizer:
                 self._resolve(postmaster, original, out, seen, groups, depth + 1)
                 return
             self._unresolved(address, original, out, seen)
+            return
+        if self._too_big(recipient, original, out, seen):
             return
         if recipient.kind is RecipientKind.GROUP:
             if recipient.id in groups or depth >= MAX_EXPANSION_DEPTH:
@@ -130,11 +166,7 @@ class Categorizer:
             return None
         if self.directory.accepted_domain(domain) is None and domain.lower() != self.fqdn:
             return None
-        configured = self.directory.transport_config.postmaster_address
-        if configured:
-            return configured
-        default = self.directory.default_domain()
-        return f"postmaster@{default.name}" if default is not None else None
+        return postmaster_address(self.directory)
 
     def _unresolved(self, address: str, original: EnvelopeRecipient, out: Categorized, seen: set[str]) -> None:
         try:

@@ -110,15 +110,22 @@ class SmtpClient:
         timeout: float,
         connect_timeout: float,
         log: ProtocolLogger | None = None,
+        local_address: str | None = None,
     ) -> SmtpClient:
+        """`local_address`: the address the connection leaves from (None: the kernel's choice;
+        deliver/source.py says which)."""
         loop = asyncio.get_running_loop()
+        local = (local_address, 0) if local_address else None
+        origin = f" from {local_address}" if local_address else ""
         try:
             async with asyncio.timeout(connect_timeout):
-                _, stream = await loop.create_connection(_Stream, address, port)
+                _, stream = await loop.create_connection(_Stream, address, port, local_addr=local)
         except (OSError, TimeoutError) as exc:
-            raise ConnectionLost(f"connect to {address}:{port} failed: {exc or type(exc).__name__}") from exc
+            raise ConnectionLost(
+                f"connect to {address}:{port}{origin} failed: {exc or type(exc).__name__}"
+            ) from exc
         client = cls(stream, host=host or address, address=address, timeout=timeout, log=log)
-        client._trace("*", f"connected to {address}:{port}")
+        client._trace("*", f"connected to {address}:{port}{origin}")
         return client
 
     @property

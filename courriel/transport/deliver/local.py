@@ -8,7 +8,8 @@ the copy a previous hop sent again because it died before it could record our 25
 redundancy's duplicates, DESIGN §4), and the same message reaching a mailbox by two routes, as
 Exchange's duplicate detection does. Keys are kept for `DUPLICATE_WINDOW` (the Mailbox role
 prunes older ones). Deliveries run concurrently; the mailbox database and the queue each group
-them into shared transactions.
+them into shared transactions. Once results are recorded, an `after_delivery` observer hears of
+each mailbox delivered to (the IssueWarningQuota check, transport/quota_warning.py).
 """
 
 from __future__ import annotations
@@ -48,6 +49,12 @@ class LocalDirectory(Protocol):
     def database(self, name: str) -> DatabaseInfo | None: ...
 
 
+class DeliveryObserver(Protocol):
+    async def delivered(self, recipient: Recipient, database: MailboxDatabase) -> None:
+        """Called after the delivery is recorded; must not raise."""
+        ...
+
+
 class LocalDelivery:
     def __init__(
         self,
@@ -58,12 +65,14 @@ class LocalDelivery:
         directory: Callable[[], LocalDirectory],
         blobs: BlobStore | None = None,
         concurrency: int = 256,
+        after_delivery: DeliveryObserver | None = None,
     ) -> None:
         self.databases = databases
         self.blobs = blobs  # the queue's store; None: the databases share it
         self.queue = queue
         self.tracking = tracking
         self.directory = directory
+        self.after_delivery = after_delivery
         self._slots = asyncio.Semaphore(concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._in_flight: set[int] = set()
@@ -142,6 +151,20 @@ class LocalDelivery:
         finally:
             self._in_flight.difference_update(r.id for r in rcpts if r.id is not None)
         self._track(msg, rcpts, results)
+        if self.after_delivery is not None:
+            await self._observe(self.after_delivery, rcpts, results)
+
+    async def _observe(
+        self, observer: DeliveryObserver, rcpts: list[QueuedRecipient], results: list[RecipientResult]
+    ) -> None:
+        view = self.directory()
+        calls = []
+        for rcpt, res in zip(rcpts, results, strict=True):
+            recipient = view.recipient(rcpt.address)
+            db = self.databases(self._database_name(rcpt))
+            if res.status == "delivered" and recipient is not None and recipient.guid == rcpt.target and db is not None:
+                calls.append(observer.delivered(recipient, db))
+        await asyncio.gather(*calls)
 
     def _track(self, msg: QueuedMessage, rcpts: list[QueuedRecipient], results: list[RecipientResult]) -> None:
         by_status: dict[str, list[tuple[str, str | None]]] = {}

@@ -20,6 +20,11 @@ asks for, and AUTH for a smart host that wants it:
   servers is not ours to speak; an externally secured link needs none).
 - A session to a server of the organization (deliver/organization.py) gets `tls_context`: our
   organization certificate, the peer's checked against the organization CA, no name check.
+Each endpoint names the local address its connection leaves from (deliver/source.py): the
+connector's SourceIPAddress toward the Internet, this server's own address toward the servers of
+the organization. A SourceIPAddress this computer does not hold, or of the other IP family than
+an endpoint's, fails that endpoint's connection (the next one is tried, then the mail deferred):
+mail never leaves from an address the administrator did not choose.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from courriel.org.model import SendConnector
 from courriel.security.tls import client_context
 from courriel.transport.deliver.client import ConnectionLost, ProtocolLogger, SmtpClient
 from courriel.transport.deliver.esmtp import describe
+from courriel.transport.deliver.source import connector_source
 
 MAX_ENDPOINTS = 10
 CONNECT_TIMEOUT = 30.0  # Postfix smtp_connect_timeout
@@ -44,6 +50,7 @@ class Endpoint:
     host: str  # the MX or smart host name (or IP) as routing found it: for TLS names and logs
     address: str
     port: int
+    source: str | None = None  # the local address to connect from; None: the kernel's choice
 
     def __str__(self) -> str:
         return (
@@ -65,14 +72,15 @@ async def endpoints(
     connector: SendConnector, domain: str, resolver: NextHopResolver, mx_port: int = 25
 ) -> list[Endpoint]:
     """Where to connect, best first. Raises PermanentError (null MX, no such domain) or TransientError."""
+    source = connector_source(connector.source_ip_address)
     if connector.dns_routing_enabled:
         hops = await resolver.mx_hosts(domain)
-        found = [Endpoint(h.host, a, mx_port) for h in hops for a in h.addresses]
+        found = [Endpoint(h.host, a, mx_port, source) for h in hops for a in h.addresses]
         return found[:MAX_ENDPOINTS]
     found, problems = [], []
     for host in connector.smart_hosts:
         try:
-            found += [Endpoint(host, a, connector.port) for a in await resolver.addresses(host)]
+            found += [Endpoint(host, a, connector.port, source) for a in await resolver.addresses(host)]
         except (NoSuchDomain, DnsTemporaryFailure) as exc:
             problems.append(exc.detail)  # a smart host that does not resolve is our problem: defer
     if not found:
@@ -147,6 +155,7 @@ class SessionOpener:
                 timeout=self.timeout,
                 connect_timeout=min(CONNECT_TIMEOUT, self.timeout),
                 log=self.log(endpoint),
+                local_address=endpoint.source,
             )
         except ConnectionLost as exc:
             raise SessionFailed(f"451 4.4.1 Could not connect to {endpoint.host}: {exc}") from exc

@@ -9,6 +9,9 @@ Delivery status notifications are committed in the same transaction as the resul
 for them (`record_with_reports`, `commit_with_reports`), so a crash can neither lose a bounce
 nor send one for a result that was never recorded. Stages that only know `record` (local
 delivery) get the same guarantee through `reporter`, which the transport service installs.
+
+Garbage collection (transport/queue/gc.py) reads `digests` (the blobs this file references) and
+removes, in batches, any finished message a removal above did not take (`finished`, `forget`).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import and_, bindparam, delete, func, select, update
+from sqlalchemy import and_, bindparam, delete, exists, func, not_, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -234,6 +237,33 @@ class QueueStore:
 
         return await self.committer.submit(work)
 
+    async def wake(self, next_hop: str) -> int:
+        """Recipients waiting to retry `next_hop` become due now (it has just become reachable)."""
+        waiting = and_(recipients.c.next_hop == next_hop, recipients.c.status == "retry")
+        return await self.set_status(waiting, "retry", next_attempt=0.0)
+
+    async def digests(self) -> set[str]:
+        """Every blob this queue file references (for blob garbage collection)."""
+        async with self.reader.connect() as conn:
+            return set((await conn.execute(select(messages.c.digest).distinct())).scalars())
+
+    async def finished(self, before: float, *, limit: int = 500) -> list[str]:
+        """Ids of messages with no active recipient and none updated since `before` (at most `limit`)."""
+        async with self.reader.connect() as conn:
+            return list((await conn.execute(_finished(before).limit(limit))).scalars())
+
+    async def forget(self, ids: Sequence[str], before: float) -> int:
+        """Remove these messages with their recipient rows, if they are still finished; returns how many."""
+
+        def work(conn: Connection) -> int:
+            gone = list(conn.execute(_finished(before).where(messages.c.id.in_(list(ids)))).scalars())
+            if gone:
+                conn.execute(delete(recipients).where(recipients.c.message.in_(gone)))
+                conn.execute(delete(messages).where(messages.c.id.in_(gone)))
+            return len(gone)
+
+        return await self.committer.submit(work) if ids else 0
+
     async def active_counts(self) -> dict[str, int]:
         async with self.reader.connect() as conn:
             rows = await conn.execute(
@@ -269,6 +299,19 @@ def _insert(conn: Connection, msg: QueuedMessage) -> None:
         rcpt.id = int(key[0])
     if not any(r.status in ACTIVE for r in msg.recipients):
         conn.execute(delete(messages).where(messages.c.id == msg.id))
+
+
+def _finished(before: float) -> Any:
+    """Messages whose every recipient is done (delivered, relayed, failed) and was last changed before `before`."""
+    active_or_recent = and_(
+        recipients.c.message == messages.c.id,
+        (recipients.c.status.in_(ACTIVE)) | (recipients.c.updated_at >= before),
+    )
+    return (
+        select(messages.c.id)
+        .where(messages.c.received_at < before, not_(exists().where(active_or_recent)))
+        .order_by(messages.c.id)
+    )
 
 
 def recipient_pairs(rows: Sequence[Any]) -> list[tuple[QueuedMessage, QueuedRecipient]]:

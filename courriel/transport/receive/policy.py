@@ -4,8 +4,11 @@ Rules (research §2): a session's identity (anonymous, authenticated user, authe
 gets the rights of the connector's permission groups. Without ACCEPT_ANY_RECIPIENT only accepted
 domains are taken: unknown recipients of an authoritative domain get 550 5.1.10 and anything a
 relay would need gets 550 5.7.54. An authenticated user without ACCEPT_ANY_SENDER may only send as
-one of their own addresses (550 5.7.60). The message is handed to a `MessageSink` and the client
-gets 250 only once the sink has committed it.
+one of their own addresses (550 5.7.60). A recipient's MaxReceiveSize refuses that RCPT alone when
+MAIL declared a larger SIZE (RFC 1870); after DATA the transaction is refused only when the message
+is too large for every recipient (group members by their own limits), otherwise the categorizer
+fails just those and they get a non-delivery report (552 5.2.3 either way). The message is handed to
+a `MessageSink` and the client gets 250 only once the sink has committed it.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 from courriel.core.address import Address
 from courriel.core.errors import PermanentError, TransientError
@@ -29,8 +32,9 @@ from courriel.org.model import (
 )
 from courriel.proto.smtp import Envelope, MailParams, RcptParams, SessionInfo
 from courriel.security.passwords import averify_password
+from courriel.security.slots import LocalSlots, Slots
 from courriel.security.throttle import LoginThrottle
-from courriel.transport.categorize.resolver import DirectoryView, EnvelopeRecipient
+from courriel.transport.categorize.resolver import Categorizer, DirectoryView, EnvelopeRecipient
 from courriel.transport.receive import replies as R
 from courriel.transport.receive.connectors import Right, rights
 from courriel.transport.receive.headers import header_facts
@@ -39,7 +43,6 @@ from courriel.transport.service import Accepted, Submission
 log = logging.getLogger(__name__)
 
 MAX_HEADER_SIZE = 256 * 1024  # Exchange MaxHeaderSize (research §2)
-K = TypeVar("K")
 TARPIT_AFTER = 3  # unknown recipients in a session before each further one is delayed
 ROUTING_CHARACTERS = ("%", "!", "@", ":")  # percent hack, bang paths, quoted @, source routes
 
@@ -63,9 +66,9 @@ class ReceiveContext:
     throttle: LoginThrottle
     mailbox_size: Callable[[Recipient], Awaitable[int | None]]
     fqdn: str = ""  # the server's: <Postmaster> arrives as Postmaster@fqdn
-    # Both connection limits are the connector's own (research §2), so both counts are per connector.
-    connections: dict[tuple[str, str], int] = field(default_factory=dict)  # (connector, client IP)
-    sessions: dict[str, int] = field(default_factory=dict)  # connector
+    # MaxInboundConnection and MaxInboundConnectionPerSource, counted per connector (research §2);
+    # in the server's shared slots they hold across its worker processes (security/slots.py).
+    slots: Slots = field(default_factory=LocalSlots)
 
 
 class ReceivePolicy:
@@ -77,6 +80,7 @@ class ReceivePolicy:
         self.counted = False
         self.unknown_recipients = 0
         self.password: str | None = None  # the client's, for a front end that relays as the user
+        self.declared_size = 0  # the current transaction's MAIL SIZE= (RFC 1870), 0 when not declared
 
     # -- identity -------------------------------------------------------------------------------
     def _user(self, info: SessionInfo) -> Recipient | None:
@@ -93,13 +97,15 @@ class ReceivePolicy:
 
     # -- connection -----------------------------------------------------------------------------
     async def connect(self, info: SessionInfo) -> Reply | None:
-        name, source = self.connector.name, (self.connector.name, info.peer_ip)
-        if self.ctx.sessions.get(name, 0) >= self.connector.max_inbound_connection:
-            return R.TOO_MANY_CONNECTIONS
-        if self.ctx.connections.get(source, 0) >= self.connector.max_inbound_connection_per_source:
-            return R.TOO_MANY_FROM_SOURCE
-        _count(self.ctx.sessions, name, 1)
-        _count(self.ctx.connections, source, 1)
+        full = self.ctx.slots.take(
+            self._slot_scope(),
+            (
+                ("all", "", self.connector.max_inbound_connection),
+                ("ip", info.peer_ip, self.connector.max_inbound_connection_per_source),
+            ),
+        )
+        if full is not None:
+            return R.TOO_MANY_CONNECTIONS if full[0] == "all" else R.TOO_MANY_FROM_SOURCE
         self.counted = True
         return None
 
@@ -107,8 +113,10 @@ class ReceivePolicy:
         if not self.counted:
             return
         self.counted = False
-        _count(self.ctx.sessions, self.connector.name, -1)
-        _count(self.ctx.connections, (self.connector.name, info.peer_ip), -1)
+        self.ctx.slots.give_back(self._slot_scope(), (("all", ""), ("ip", info.peer_ip)))
+
+    def _slot_scope(self) -> str:
+        return f"smtp:{self.connector.name.casefold()}"
 
     async def helo(self, info: SessionInfo, name: str) -> Reply | None:
         return None
@@ -141,6 +149,7 @@ class ReceivePolicy:
 
     async def mail(self, info: SessionInfo, sender: Address | None, params: MailParams) -> Reply:
         granted = self._rights(info)
+        self.declared_size = params.size or 0
         if not granted & Right.SUBMIT:
             return R.NOT_AUTHENTICATED
         if params.size and not granted & Right.BYPASS_MESSAGE_SIZE_LIMIT and params.size > self._size_limit(info):
@@ -173,6 +182,11 @@ class ReceivePolicy:
         size = await self.ctx.mailbox_size(recipient)
         return size is not None and size >= limit
 
+    def _too_big_for_all(self, envelope: Envelope, size: int) -> bool:
+        """Would the categorizer fail every recipient on its MaxReceiveSize? (Then nobody gets it.)"""
+        rcpts = [EnvelopeRecipient(str(addr)) for addr, _ in envelope.recipients]
+        return Categorizer(self.ctx.directory(), "", self.ctx.fqdn).categorize(rcpts, size).all_too_big
+
     def _is_postmaster(self, rcpt: Address) -> bool:
         """RFC 5321 §4.5.1: postmaster of every domain we serve MUST be accepted, with no relay right."""
         if rcpt.local.lower() != "postmaster":
@@ -200,6 +214,9 @@ class ReceivePolicy:
             if self.unknown_recipients > TARPIT_AFTER:
                 await asyncio.sleep(self.connector.tarpit_interval)
             return R.UNKNOWN_RECIPIENT
+        limit = recipient.max_receive_size
+        if limit is not None and self.declared_size > limit and not granted & Right.BYPASS_MESSAGE_SIZE_LIMIT:
+            return R.RECIPIENT_SIZE_EXCEEDED
         if recipient.kind is RecipientKind.MAILBOX and await self._over_quota(recipient, "prohibit_send_receive_quota"):
             return R.MAILBOX_FULL
         return R.RECIPIENT_OK
@@ -211,10 +228,8 @@ class ReceivePolicy:
                 return R.ORG_SIZE_EXCEEDED
             if _over_send_size(self._user(info), len(message)):
                 return R.SENDER_SIZE_EXCEEDED
-            for rcpt, _ in envelope.recipients:
-                recipient = self.ctx.directory().recipient(str(rcpt))
-                if recipient is not None and recipient.max_receive_size and len(message) > recipient.max_receive_size:
-                    return R.RECIPIENT_SIZE_EXCEEDED
+            if self._too_big_for_all(envelope, len(message)):
+                return R.RECIPIENT_SIZE_EXCEEDED
         facts = header_facts(message)
         if facts.header_size > MAX_HEADER_SIZE:
             return R.HEADER_TOO_BIG
@@ -253,15 +268,6 @@ class ReceivePolicy:
             log.info("%s: %s", self.connector.name, exc.detail)
             return getattr(exc, "reply", None) or Reply(554, "5.0.0", exc.public)
         return R.queued(accepted.message_id, accepted.queue_id)
-
-
-def _count(counter: dict[K, int], key: K, step: int) -> None:
-    """Add `step` to a count; a count that reaches zero is dropped (the dicts stay small)."""
-    left = counter.get(key, 0) + step
-    if left > 0:
-        counter[key] = left
-    else:
-        counter.pop(key, None)
 
 
 def _over_send_size(user: Recipient | None, size: int) -> bool:

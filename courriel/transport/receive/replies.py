@@ -7,6 +7,7 @@ decisions of policy, worded as Exchange words them where clients and admins know
 from __future__ import annotations
 
 from courriel.core.replies import Reply
+from courriel.transport.categorize.resolver import RECIPIENT_SIZE_STATUS, RECIPIENT_SIZE_TEXT
 
 SENDER_OK = Reply(250, "2.1.0", "Sender OK")
 RECIPIENT_OK = Reply(250, "2.1.5", "Recipient OK")
@@ -19,7 +20,9 @@ SENDER_DENIED = Reply(550, "5.7.1", "Client does not have permissions to send as
 MAILBOX_FULL = Reply(552, "5.2.2", "Mailbox full: the recipient's mailbox is over its quota")
 SEND_QUOTA_EXCEEDED = Reply(554, "5.2.2", "Your mailbox is over its send quota (ProhibitSendQuota); delete some items and try again")
 ORG_SIZE_EXCEEDED = Reply(552, "5.3.4", "Message size exceeds the organization's maximum message size")
-RECIPIENT_SIZE_EXCEEDED = Reply(552, "5.3.4", "Message size exceeds the recipient's maximum message size")
+# RFC 3463 X.2.3, as Exchange's RESOLVER.RST.RecipSizeLimit: at RCPT for a declared SIZE, after
+# DATA only when the message is too large for every recipient (else those alone get an NDR).
+RECIPIENT_SIZE_EXCEEDED = Reply(552, RECIPIENT_SIZE_STATUS, RECIPIENT_SIZE_TEXT)
 # RFC 3463 X.2.3 (administrative length limit), as Exchange's RESOLVER.RST.SendSizeLimit.Sender.
 SENDER_SIZE_EXCEEDED = Reply(552, "5.2.3", "RESOLVER.RST.SendSizeLimit.Sender; Message too large for this sender")
 HEADER_TOO_BIG = Reply(552, "5.3.4", "Header size exceeds fixed maximum size")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -13,7 +14,7 @@ from courriel.org.model import (
     SendConnector,
     TransportConfig,
 )
-from courriel.transport.categorize.resolver import Categorizer, EnvelopeRecipient
+from courriel.transport.categorize.resolver import Categorized, Categorizer, EnvelopeRecipient
 from courriel.transport.route.nexthop import (
     DNS_CONNECTOR,
     MAILBOX_DELIVERY,
@@ -129,3 +130,48 @@ def test_postmaster_goes_to_the_configured_address_else_fails() -> None:
     out = run("Postmaster@mx1.example.test", "postmaster@example.test", d=d)
     assert [(r.address, r.target) for r in out.resolved] == [("alice@example.test", "g1")]  # once, not twice
     assert run("postmaster@elsewhere.test", d=d).resolved[0].hop.key == "unreachable:elsewhere.test"
+
+
+def _limited(d: FakeDirectory, rid: int, limit: int) -> FakeDirectory:
+    """The directory with recipient `rid`'s MaxReceiveSize set to `limit` bytes."""
+    d.recipients = [dataclasses.replace(r, max_receive_size=limit) if r.id == rid else r for r in d.recipients]
+    return d
+
+
+def categorize_sized(size: int | None, *addresses: str, d: FakeDirectory) -> Categorized:
+    return Categorizer(d, "mx1", "mx1.example.test").categorize([EnvelopeRecipient(a) for a in addresses], size)
+
+
+def test_a_message_too_large_for_one_recipient_fails_that_one_alone() -> None:
+    d = _limited(directory(), 1, 1000)
+    out = categorize_sized(1001, "alice@example.test", "bob@example.test", d=d)
+    assert [r.address for r in out.resolved] == ["bob@example.test"]
+    [failed] = out.failed
+    assert (failed.address, failed.code, failed.status) == ("alice@example.test", 552, "5.2.3")
+    assert "RecipSizeLimit" in failed.text and not out.all_too_big
+    # At the limit itself it fits; without a size (a DSN) nothing is checked.
+    assert not categorize_sized(1000, "alice@example.test", d=d).failed
+    assert not categorize_sized(None, "alice@example.test", d=d).failed
+
+
+def test_a_group_member_is_held_to_its_own_limit() -> None:
+    d = _limited(directory(), 2, 1000)
+    out = categorize_sized(5000, "team@example.test", d=d)
+    assert [r.address for r in out.resolved] == ["alice@example.test"]
+    assert [(f.address, f.original.address, f.status) for f in out.failed] == [
+        ("bob@example.test", "team@example.test", "5.2.3")
+    ]
+
+
+def test_a_group_over_its_own_limit_fails_whole_and_too_big_for_all_is_told() -> None:
+    d = _limited(directory(), 3, 1000)
+    out = categorize_sized(5000, "team@example.test", d=d)
+    assert out.resolved == [] and [f.address for f in out.failed] == ["team@example.test"]
+    assert out.all_too_big
+    # bob twice (directly and through the group) fails once.
+    d = _limited(_limited(directory(), 1, 1000), 2, 1000)
+    out = categorize_sized(5000, "bob@example.test", "team@example.test", d=d)
+    assert sorted(f.address for f in out.failed) == ["alice@example.test", "bob@example.test"]
+    assert out.all_too_big
+    # Anyone without a limit (here an external contact) keeps the transaction alive.
+    assert not categorize_sized(5000, "bob@example.test", "ext@example.test", d=d).all_too_big
