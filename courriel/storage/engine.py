@@ -44,9 +44,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # Leave transaction control to us (the documented SQLAlchemy recipe for SQLite).
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA busy_timeout=30000")  # first: a new file's switch to WAL waits for others too
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=FULL")
-    cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
 
