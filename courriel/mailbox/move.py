@@ -16,6 +16,7 @@ resynchronise (RFC 9051 §2.3.1.1) rather than trust UIDs that changed meaning.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
@@ -27,7 +28,7 @@ from courriel.mailbox.flags import DELETED
 from courriel.mailbox.model import DeliveryRequest, FolderInfo
 from courriel.mailbox.names import SEPARATOR
 from courriel.mailbox.store import MailboxDatabase
-from courriel.storage.blobs import BlobRef
+from courriel.storage.blobs import WRITE_GRACE, BlobRef
 
 log = logging.getLogger(__name__)
 BATCH = 200  # messages per read and per placing transaction
@@ -238,5 +239,7 @@ async def move_mailbox(
     digests = await source.fence.remove_mailbox(guid)
     still_used = await source.db.digests_in_use()
     if source.db.blobs.fallback is not None:  # a database's own store, never the server's shared one
-        await source.db.blobs.discard(d for d in digests if d not in still_used)
+        # Only bodies older than the write grace: one being delivered to another mailbox of
+        # this database right now is not in `still_used` yet (the periodic collector takes the rest).
+        await source.db.blobs.collect((d for d in digests if d not in still_used), time.time() - WRITE_GRACE)
     return copy.copied

@@ -5,7 +5,8 @@ databases in step with the directory (a database mounted here later is opened wh
 With the organization's credentials, mail for a database mounted on another Mailbox server is
 relayed there and FrontEndProxyEnabled connectors go through a Client Access server
 (transport/deliver/organization.py), from this server's own listen address. Worker 0 forgets
-delivery keys older than the duplicate window once an hour (transport/deliver/local.py).
+delivery keys older than the duplicate window once an hour (transport/deliver/local.py) and
+collects storage garbage: finished queue messages, unreferenced blobs (transport/queue/gc.py).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from courriel.transport.deliver.local import DUPLICATE_WINDOW, LocalDelivery
 from courriel.transport.deliver.organization import OrgLinks
 from courriel.transport.deliver.smtp import SmtpDelivery
 from courriel.transport.protocol_log import ProtocolLog
+from courriel.transport.queue.gc import collect_garbage, run_periodically
 from courriel.transport.queue.inspect import queue_path
 from courriel.transport.queue.store import QueueStore
 from courriel.transport.quota_warning import QuotaWarnings
@@ -61,6 +63,7 @@ class MailboxRole:
         self.transport: TransportService
         self.warning_log: QuotaWarningLog | None = None
         self._pruner: asyncio.Task[None] | None = None
+        self._collector: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.queue = await QueueStore.open(queue_path(self.config, self.worker))
@@ -110,6 +113,12 @@ class MailboxRole:
         await self.transport.start()
         if self.worker == 0:
             self._pruner = asyncio.create_task(self._prune_loop(), name="delivery-key-prune")
+            self._collector = asyncio.create_task(
+                run_periodically(
+                    lambda: collect_garbage(self.config, self.blobs, self.cache.snapshot.databases(), self.databases)
+                ),
+                name="storage-gc",
+            )
 
     def _send_logging_enabled(self, connector: str) -> bool:
         return any(
@@ -197,6 +206,10 @@ class MailboxRole:
             await asyncio.sleep(PRUNE_INTERVAL)
 
     async def stop(self) -> None:
+        if self._collector is not None:
+            self._collector.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._collector
         if self._pruner is not None:
             self._pruner.cancel()
             with contextlib.suppress(asyncio.CancelledError):

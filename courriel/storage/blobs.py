@@ -10,6 +10,13 @@ that reaches it (`database_blobs`): a directory beside a SQLite file (filled by 
 the queue's store, so a body is still written once), or a table inside a PostgreSQL database
 (storage/pgblobs.py). Databases created before that read older bodies through `fallback`, the
 server's shared store.
+
+Garbage collection (transport/queue/gc.py, mailbox/blobgc.py) deletes a blob only when it is old
+and unreferenced. A blob's age is its last write: every write that finds the blob already there
+(`put`, `copy_from`, a hard link) touches it, so a body about to be referenced again looks young.
+`collect` renames a blob aside before it looks at its age a last time, so a writer that touches it
+either makes it young in time or finds it gone and writes it anew; never one that is deleted under
+a commit.
 """
 
 from __future__ import annotations
@@ -17,12 +24,18 @@ from __future__ import annotations
 import asyncio
 import errno
 import hashlib
+import itertools
 import logging
 import os
-from collections.abc import Iterable
+import re
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+
+# A blob written (or touched) more recently than this is never deleted as unreferenced: the
+# commit that will reference it may still be on its way (queue after fsync, delivery after link).
+WRITE_GRACE = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +45,9 @@ class BlobRef:
 
 
 log = logging.getLogger(__name__)
+DIGEST = re.compile(r"[0-9a-f]{64}")
+TRASH = "gc."  # prefix of a blob renamed aside by `collect` (in tmp/)
+_trash_names = itertools.count()
 IO_THREADS = 16  # concurrent messages' fsyncs overlap instead of queueing behind each other
 
 
@@ -49,7 +65,7 @@ class BlobStore:
 
     def _put(self, data: bytes, digest: str) -> None:
         final = self.path(digest)
-        if final.exists():
+        if _touch(final):
             return
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.root / "tmp" / f"{digest}.{os.getpid()}.{id(data)}"
@@ -131,7 +147,7 @@ class BlobStore:
         Between two directories on one file system the body is hard-linked, not copied, so it is
         still written once; otherwise it is copied. A no-op when it is here already.
         """
-        if source is self or await self.has(ref.digest):
+        if source is self or await self.refresh(ref.digest):
             return
         path = source.locate(ref.digest)
         if path is not None:
@@ -149,15 +165,22 @@ class BlobStore:
     def _adopt(self, path: Path, digest: str) -> None:
         final = self.path(digest)
         final.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(path, final)
-        except FileExistsError:
-            return
-        except OSError as exc:
-            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
-                raise
-            self._put(path.read_bytes(), digest)  # another file system: a real, fsync'ed copy
-            return
+        for _ in range(3):  # a link that exists may be collected before it is touched: link again
+            try:
+                os.link(path, final)
+                break
+            except FileExistsError:
+                if _touch(final):
+                    return
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                    raise
+                self._put(path.read_bytes(), digest)  # another file system: a real, fsync'ed copy
+                return
+        else:
+            raise OSError(f"blob {digest} could not be linked into {self.root}")
+        # The new name shares the source's inode, and its age: make it young, it is about to be used.
+        os.utime(final)
         dfd = os.open(final.parent, os.O_RDONLY)
         try:
             os.fsync(dfd)
@@ -174,9 +197,153 @@ class BlobStore:
 
         await asyncio.get_running_loop().run_in_executor(self._io, remove_all)
 
+    # Garbage collection: listing by age, touching, deleting what is still old.
+
+    async def refresh(self, digest: str) -> bool:
+        """Mark a blob stored here as just written (it is about to be referenced); False if absent."""
+        return await asyncio.get_running_loop().run_in_executor(self._io, _touch, self.path(digest))
+
+    async def held(self, digests: Iterable[str]) -> set[str]:
+        """The digests among `digests` stored here (not through the fallback)."""
+        wanted = list(digests)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._io, lambda: {d for d in wanted if self.owns(d)}
+        )
+
+    async def stale(self, before: float) -> list[BlobRef]:
+        """Blobs last written (content or links) before `before`, a Unix time: collection candidates."""
+        return await asyncio.get_running_loop().run_in_executor(self._io, self._stale, before)
+
+    def _stale(self, before: float) -> list[BlobRef]:
+        self._recover_trash()
+        found = []
+        for path in self.root.glob("??/??/*"):
+            if not DIGEST.fullmatch(path.name):
+                continue
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue
+            # ctime too: a new hard link changes it before its writer touches the mtime.
+            if max(st.st_mtime, st.st_ctime) < before:
+                found.append(BlobRef(path.name, st.st_size))
+        return found
+
+    async def collect(self, digests: Iterable[str], before: float) -> list[BlobRef]:
+        """Delete the given blobs that are still older than `before`; returns those deleted.
+
+        The caller found them unreferenced after listing them. Each is renamed aside first, then
+        its age read again: a writer that touched it meanwhile keeps it (it is put back).
+        """
+        wanted = list(digests)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._io, lambda: [r for d in wanted if (r := self._collect_one(d, before)) is not None]
+        )
+
+    def _collect_one(self, digest: str, before: float) -> BlobRef | None:
+        final = self.path(digest)
+        trash = self.root / "tmp" / f"{TRASH}{digest}.{os.getpid()}.{next(_trash_names)}"
+        try:
+            os.rename(final, trash)
+            st = trash.stat()
+        except FileNotFoundError:
+            return None  # gone already (another collector)
+        if st.st_mtime >= before:
+            _put_back(trash, final)
+            return None
+        try:
+            trash.unlink()
+        except FileNotFoundError:
+            return None
+        return BlobRef(digest, st.st_size)
+
+    def _recover_trash(self) -> None:
+        """Put back blobs a collector renamed aside and never got to judge (it died)."""
+        for trash in (self.root / "tmp").glob(f"{TRASH}*"):
+            digest = trash.name[len(TRASH) :].split(".", 1)[0]
+            if DIGEST.fullmatch(digest):
+                _put_back(trash, self.path(digest))
+
+    async def sweep_temporary(self, before: float) -> int:
+        """Delete temporary files older than `before` that a crashed writer left behind; returns how many."""
+
+        def sweep() -> int:
+            count = 0
+            for path in (self.root / "tmp").iterdir():
+                if path.name.startswith(TRASH):
+                    continue
+                try:
+                    if path.stat().st_mtime < before:
+                        path.unlink()
+                        count += 1
+                except FileNotFoundError:
+                    continue
+            return count
+
+        return await asyncio.get_running_loop().run_in_executor(self._io, sweep)
+
+    def same_store(self, other: BlobStore) -> bool:
+        """True when `other` reads and writes the same bytes as this store."""
+        return other is self or (type(other) is BlobStore and type(self) is BlobStore and other.root == self.root)
+
     async def close(self) -> None:
         """Release what the store holds (a file store holds nothing but its threads)."""
         self._io.shutdown(wait=False)
+
+
+@dataclass(slots=True)
+class Sweep:
+    """What one garbage collection did to one store (or would do, in a dry run)."""
+
+    store: str  # for people: "shared store /var/lib/courriel/blobs", "database DB01"
+    blobs: int = 0
+    bytes: int = 0  # the removed blobs' sizes (a body still hard-linked elsewhere keeps its space)
+    temporary: int = 0  # leftovers of crashed writes
+    skipped: str | None = None  # why the store was left alone
+
+
+async def sweep_unreferenced(
+    store: BlobStore,
+    label: str,
+    references: Callable[[], Awaitable[set[str]]],
+    before: float,
+    *,
+    dry_run: bool = False,
+) -> Sweep:
+    """Delete the blobs of `store` last written before `before` that `references` does not name.
+
+    References are read after the listing, and `collect` checks each blob's age again: a blob
+    written, or found and touched, after the listing is never deleted.
+    """
+    stale = await store.stale(before)
+    used = await references() if stale else set()
+    doomed = [ref for ref in stale if ref.digest not in used]
+    gone = doomed if dry_run else await store.collect([ref.digest for ref in doomed], before)
+    temporary = 0 if dry_run else await store.sweep_temporary(before)
+    return Sweep(label, len(gone), sum(ref.size for ref in gone), temporary)
+
+
+def _touch(path: Path) -> bool:
+    """Set a blob's mtime to now; False if there is no such file."""
+    try:
+        os.utime(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _put_back(trash: Path, final: Path) -> None:
+    """Restore a blob renamed aside; a writer may have stored it anew meanwhile (then it stays)."""
+    try:
+        os.link(trash, final)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        return  # another collector put it back already
+    try:
+        trash.unlink()
+    except FileNotFoundError:
+        pass
 
 
 async def open_database_blobs(url: str, base_dir: Path | None, shared: BlobStore) -> BlobStore:

@@ -8,6 +8,11 @@ a few rows per query: asyncpg materialises each bytea value whole, so no single 
 single result, is ever the size of a large message (python-ecosystem.md §6; DESIGN.md §3). A put
 is durable when its transaction commits (the header row goes in last: a body without a header is
 not there yet). Bodies written before the database had these tables are read through `fallback`.
+
+For garbage collection a header row carries `touched_at`, the Unix time of the last write that
+stored or found the body (the file store uses the mtime). `collect` deletes with the age test in
+the DELETE itself: a concurrent touch holds the row lock, and PostgreSQL re-checks the test after
+it, so a body touched just before it is referenced again is never deleted.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,6 +28,7 @@ from typing import Any, TypeVar
 from sqlalchemy import (
     BigInteger,
     Column,
+    Float,
     Integer,
     LargeBinary,
     MetaData,
@@ -29,9 +36,13 @@ from sqlalchemy import (
     Table,
     Text,
     delete,
+    inspect,
     select,
+    text,
+    update,
 )
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from courriel.storage.blobs import BlobRef, BlobStore
@@ -52,6 +63,8 @@ blobs = Table(
     Column("digest", Text, primary_key=True),
     Column("size", BigInteger, nullable=False),
     Column("chunks", Integer, nullable=False),
+    # Added by migration step 2: the last write that stored or found this body (Unix time).
+    Column("touched_at", Float, nullable=False, server_default=text("0")),
 )
 chunks = Table(
     "blb_chunks",
@@ -61,7 +74,21 @@ chunks = Table(
     Column("data", LargeBinary, nullable=False),
     PrimaryKeyConstraint("digest", "seq", name="blb_chunks_pk"),
 )
-STEPS: list[Step] = [create_tables(metadata)]
+
+
+async def _add_touched_at(conn: AsyncConnection) -> None:
+    """Step 2. Bodies stored before it count as written now: collectable one grace period later."""
+
+    def run(sync: Connection) -> None:
+        if "touched_at" not in {c["name"] for c in inspect(sync).get_columns("blb_blobs")}:
+            sync.execute(text("ALTER TABLE blb_blobs ADD COLUMN touched_at DOUBLE PRECISION NOT NULL DEFAULT 0"))
+        sync.execute(update(blobs).where(blobs.c.touched_at == 0).values(touched_at=time.time()))
+
+    await conn.run_sync(run)
+
+
+STEPS: list[Step] = [create_tables(metadata), _add_touched_at]
+DELETE_BATCH = 500  # digests per DELETE
 
 
 def _pieces(data: bytes) -> Iterator[bytes]:
@@ -118,7 +145,7 @@ class PgBlobStore(BlobStore):
         """Insert a body's chunks then its header, in one transaction."""
         size = count = 0
         async with self._engine.begin() as conn:
-            if await self._known(conn, digest):
+            if await self._touch(conn, digest):
                 return
             while True:
                 if from_disk:  # file reads must not block the loop
@@ -132,7 +159,9 @@ class PgBlobStore(BlobStore):
                 count += len(batch)
                 size += sum(len(p) for p in batch)
             await conn.execute(
-                insert(blobs).values(digest=digest, size=size, chunks=count).on_conflict_do_nothing()
+                insert(blobs)
+                .values(digest=digest, size=size, chunks=count, touched_at=time.time())
+                .on_conflict_do_nothing()
             )
 
     async def put(self, data: bytes) -> BlobRef:
@@ -145,7 +174,7 @@ class PgBlobStore(BlobStore):
 
     async def copy_from(self, source: BlobStore, ref: BlobRef) -> None:
         """Take `ref` from `source`: streamed a chunk at a time from a file, else as one body."""
-        if source is self or await self.has(ref.digest):
+        if source is self or await self.refresh(ref.digest):
             return
         path = source.locate(ref.digest)
         if path is not None:
@@ -201,6 +230,60 @@ class PgBlobStore(BlobStore):
 
     def exists(self, digest: str) -> bool:
         return self.owns(digest) or (self.fallback is not None and self.fallback.exists(digest))
+
+    # garbage collection
+
+    @staticmethod
+    async def _touch(conn: AsyncConnection, digest: str) -> bool:
+        """Mark a stored body as just written; False if there is none (the row lock orders this
+        against a concurrent `collect`)."""
+        result = await conn.execute(
+            update(blobs).where(blobs.c.digest == digest).values(touched_at=time.time()).returning(blobs.c.digest)
+        )
+        return result.first() is not None
+
+    async def refresh(self, digest: str) -> bool:
+        async with self._engine.begin() as conn:
+            return await self._touch(conn, digest)
+
+    async def held(self, digests: Iterable[str]) -> set[str]:
+        wanted = list(dict.fromkeys(digests))
+        found: set[str] = set()
+        async with self._engine.connect() as conn:
+            for start in range(0, len(wanted), DELETE_BATCH):
+                part = wanted[start : start + DELETE_BATCH]
+                found.update((await conn.execute(select(blobs.c.digest).where(blobs.c.digest.in_(part)))).scalars())
+        return found
+
+    async def stale(self, before: float) -> list[BlobRef]:
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(select(blobs.c.digest, blobs.c.size).where(blobs.c.touched_at < before))
+            return [BlobRef(d, s) for d, s in rows]
+
+    async def collect(self, digests: Iterable[str], before: float) -> list[BlobRef]:
+        """Delete the bodies still older than `before`, headers and chunks together, in batches."""
+        wanted = list(dict.fromkeys(digests))
+        removed: list[BlobRef] = []
+        for start in range(0, len(wanted), DELETE_BATCH):
+            part = wanted[start : start + DELETE_BATCH]
+            async with self._engine.begin() as conn:
+                gone = (
+                    await conn.execute(
+                        delete(blobs)
+                        .where(blobs.c.digest.in_(part), blobs.c.touched_at < before)
+                        .returning(blobs.c.digest, blobs.c.size)
+                    )
+                ).all()
+                if gone:
+                    await conn.execute(delete(chunks).where(chunks.c.digest.in_([d for d, _ in gone])))
+            removed += [BlobRef(d, s) for d, s in gone]
+        return removed
+
+    async def sweep_temporary(self, before: float) -> int:
+        return 0  # a body is written in one transaction: nothing is left half-written
+
+    def same_store(self, other: BlobStore) -> bool:
+        return other is self
 
     # removing
 

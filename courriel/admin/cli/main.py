@@ -22,6 +22,7 @@ from courriel.admin.cli import (
     domain,
     group,
     mailbox,
+    maintenance,
     monitoring,
     ports,
     settings,
@@ -31,7 +32,7 @@ from courriel.admin.cli.arguments import UsageError
 from courriel.core.errors import CourrielError
 
 PROG = "courriel"
-NOUNS = (setup, domain, mailbox, group, contact, connector, database, ports, settings, monitoring)
+NOUNS = (setup, domain, mailbox, group, contact, connector, database, ports, settings, monitoring, maintenance)
 
 
 def build_parser() -> argparse.ArgumentParser:
