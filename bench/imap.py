@@ -31,8 +31,10 @@ import asyncio
 import json
 import os
 import random
+import resource
 import shutil
 import signal
+import ssl
 import statistics
 import sys
 import time
@@ -48,6 +50,7 @@ from peers.system import HOST, wait_listening
 from procfs import CpuTimes, tree_pss_bytes, tree_rss_bytes
 
 MIB = 1024 * 1024
+PER_SOURCE = 10_000  # connections per loopback source address (see source_address)
 HEADER_FETCH = "(UID FLAGS RFC822.SIZE BODY.PEEK[HEADER.FIELDS (FROM TO SUBJECT DATE MESSAGE-ID)])"
 INOTIFY = Path("/proc/sys/fs/inotify/max_user_instances")
 USER, IDLE_USER = "alice", "bob"
@@ -199,6 +202,44 @@ async def session(system: System, user: str = USER) -> MiniImap:
     return client
 
 
+def raise_nofile(wanted: int) -> int:
+    """Raise this process's open-file limit towards `wanted` (within the hard limit); the
+    servers started afterwards inherit it. Returns the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def source_address(index: int, connections: int) -> str:
+    """Loopback source address of the index-th connection: one more 127.0.0.x per
+    `PER_SOURCE` connections, so that 10,000 and more never run out of ephemeral ports
+    (ip_local_port_range is about 28,000 ports per source address and destination)."""
+    sources = 1 + (connections - 1) // PER_SOURCE
+    return f"127.0.0.{1 + index % sources}"
+
+
+async def idle_session(
+    system: System, user: str, source: str, tls: ssl.SSLContext | None = None, port: int | None = None
+) -> MiniImap:
+    """A logged-in session from `source` (plaintext, or implicit TLS with `tls` on `port`)."""
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection(HOST, port or system.port, ssl=tls, local_addr=(source, 0), limit=1 << 16),
+        60,
+    )
+    client = MiniImap(reader, writer, 60.0)
+    try:
+        greeting = await client._response()
+        if not greeting.startswith(b"* OK"):
+            raise ImapError(f"greeting: {greeting[:100]!r}")
+        await client.login(system.login_name(user), system.password)
+    except BaseException:
+        await client.aclose()
+        raise
+    return client
+
+
 async def single_pass(system: System, sample: list[int]) -> dict[str, float]:
     """One pass of the single-client sequence; times in ms, plus counts to check."""
     out: dict[str, float] = {}
@@ -270,20 +311,22 @@ async def idle_memory(system: System, connections: int) -> dict[str, float]:
     opened: list[MiniImap] = []
     failures = 0
 
-    async def one() -> None:
+    async def one(index: int) -> None:
         nonlocal failures
         try:
-            c = await session(system, IDLE_USER)
+            c = await idle_session(system, IDLE_USER, source_address(index, connections))
             opened.append(c)
             await c.command("SELECT INBOX")
             await c.idle()
-        except (ImapError, OSError, TimeoutError):
+        except (ImapError, OSError, TimeoutError) as exc:
             failures += 1
+            if failures <= 3:
+                print(f"  {system.name}: session failed: {exc!r}", file=sys.stderr)
 
     t0 = time.perf_counter()
     try:
         for start in range(0, connections, 50):
-            await asyncio.gather(*(one() for _ in range(min(50, connections - start))))
+            await asyncio.gather(*(one(i) for i in range(start, min(start + 50, connections))))
         ramp = time.perf_counter() - t0
         await asyncio.sleep(5)
         samples = []
@@ -412,6 +455,9 @@ async def main(args: argparse.Namespace) -> int:
             print(f"{name}: skipped: {why}")
             continue
         systems[name] = system
+    limit = raise_nofile(args.idle + 1024)  # one socket each here; the servers inherit it
+    if limit < args.idle + 256:
+        print(f"note: open files limited to {limit} (hard limit): fewer than {args.idle} sessions will open")
     old_inotify = set_inotify(args.idle + 1024) if "dovecot" in systems else None
     if old_inotify is not None:
         print(

@@ -5,7 +5,9 @@ runs the memory figure alone, in a minute: `courriel demo init`, PlainTextLogin,
 `--messages` in bob's Inbox (each session then selects a folder of that size), `serve`, then
 `--idle` sessions LOGIN + SELECT INBOX + IDLE in batches of 50, over plaintext (1143) or
 implicit TLS (`--tls`, 1993), plus `--offset` (20000), and the server tree's RSS/PSS (median of three samples,
-`procfs.py`) before and after. With `--check-delivery` it then appends a message to bob's
+`procfs.py`) before and after. The open-files limit is raised (within the hard limit) and the
+sessions come from several loopback addresses past 10,000, so `--idle 10000` (the issue's
+figure) and more can be measured. With `--check-delivery` it then appends a message to bob's
 Inbox from a separate session and counts the idle sessions that heard of it (`* n EXISTS`)
 within `--notify-within` seconds: every worker's sessions must, wherever the change was made.
 With `--clients N` it first runs bench/imap.py's concurrency figure (N sessions doing SELECT +
@@ -25,29 +27,34 @@ import sys
 import time
 from pathlib import Path
 
-from imap import IDLE_USER, MIB, USER, CourrielImap, _courriel_deliver, concurrency
+from imap import (
+    IDLE_USER,
+    MIB,
+    USER,
+    CourrielImap,
+    _courriel_deliver,
+    concurrency,
+    idle_session,
+    raise_nofile,
+    source_address,
+)
 from imapclient_min import ImapError, MiniImap
 from mailbox_gen import generate
 from peers.system import HOST
 from procfs import tree, tree_pss_bytes, tree_rss_bytes
 
 
-async def connect(system: CourrielImap, tls: bool) -> MiniImap:
+def tls_client() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+async def connect(system: CourrielImap, tls: bool, source: str = HOST) -> MiniImap:
     if not tls:
-        client = await MiniImap.connect(HOST, system.port)
-    else:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(HOST, system.port - 1143 + 1993, ssl=context, limit=1 << 16), 60
-        )
-        client = MiniImap(reader, writer, 60.0)
-        greeting = await client._response()
-        if not greeting.startswith(b"* OK"):
-            raise ImapError(f"greeting: {greeting[:100]!r}")
-    await client.login(system.login_name(IDLE_USER), system.password)
-    return client
+        return await idle_session(system, IDLE_USER, source)
+    return await idle_session(system, IDLE_USER, source, tls_client(), system.port - 1143 + 1993)
 
 
 async def memory(system: CourrielImap, args: argparse.Namespace) -> dict[str, float]:
@@ -57,10 +64,10 @@ async def memory(system: CourrielImap, args: argparse.Namespace) -> dict[str, fl
     opened: list[MiniImap] = []
     failures = 0
 
-    async def one() -> None:
+    async def one(index: int) -> None:
         nonlocal failures
         try:
-            c = await connect(system, args.tls)
+            c = await connect(system, args.tls, source_address(index, args.idle))
             opened.append(c)
             await c.command("SELECT INBOX")
             await c.idle()
@@ -73,7 +80,7 @@ async def memory(system: CourrielImap, args: argparse.Namespace) -> dict[str, fl
     out: dict[str, float] = {}
     try:
         for start in range(0, args.idle, 50):
-            await asyncio.gather(*(one() for _ in range(min(50, args.idle - start))))
+            await asyncio.gather(*(one(i) for i in range(start, min(start + 50, args.idle))))
         out["ramp, s"] = time.perf_counter() - t0
         await asyncio.sleep(3)
         samples = []
@@ -135,6 +142,9 @@ async def delivery_reaches_idle(
 
 
 async def main(args: argparse.Namespace) -> int:
+    limit = raise_nofile(args.idle + 1024)  # the server started below inherits it
+    if limit < args.idle + 256:
+        print(f"note: open files limited to {limit} (hard limit): fewer than {args.idle} sessions will open")
     system = CourrielImap(args.workdir.resolve(), "alice@example.test")
     try:
         await system.fill([])

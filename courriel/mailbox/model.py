@@ -6,6 +6,7 @@ them; nothing here touches SQL. Times are aware UTC datetimes; flags are the bit
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
@@ -78,10 +79,12 @@ class FolderSnapshot:
     uidvalidity: int
     uidnext: int
     highestmodseq: int
-    uids: list[int]
-    flags: list[int]
-    keywords: list[tuple[str, ...]]
-    modseqs: list[int]
+    # Lists, except in a kept snapshot handed to a reader that adopts its compact columns
+    # (MailboxDatabase.kept_snapshot: arrays, a bytearray, snapshots.KeywordColumn).
+    uids: Sequence[int]
+    flags: Sequence[int]
+    keywords: Sequence[tuple[str, ...]]
+    modseqs: Sequence[int]
 
 
 @dataclass(frozen=True, slots=True)

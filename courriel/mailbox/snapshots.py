@@ -6,7 +6,9 @@ COPY, MOVE and expunge takes a new MODSEQ in the same transaction (RFC 7162 §3.
 allocate.py), and a folder made selectable again gets a new UIDVALIDITY. So a snapshot read at
 (uidvalidity, uidnext, highestmodseq) is still exact whenever the folder row shows those three
 values again, whichever process or server made the changes in between. Entries are bounded by
-the total number of messages they hold (about 13 bytes each), least recently used first out.
+the total number of messages they hold (about 17 bytes each), least recently used first out.
+They are kept in the IMAP view's own layout (`kept`), so that a SELECT adopts them
+without a copy.
 """
 
 from __future__ import annotations
@@ -14,22 +16,46 @@ from __future__ import annotations
 import threading
 from array import array
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, overload
 
 from courriel.mailbox.model import FolderSnapshot
 
-MAX_MESSAGES: Final = 500_000  # about 6.5 MB of arrays at most
+MAX_MESSAGES: Final = 500_000  # about 8.5 MB of arrays at most
 State = tuple[int, int, int]  # (uidvalidity, uidnext, highestmodseq)
 
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
     state: State
-    uids: array[int]
-    flags: bytes
-    modseqs: array[int]
-    keywords: dict[int, tuple[str, ...]]  # index -> keywords, for the few messages with any
+    uids: array[int]  # "I": IMAP UIDs are 32-bit
+    flags: bytearray
+    modseqs: array[int]  # "Q"
+    keywords: KeywordColumn
+
+
+class KeywordColumn(Sequence[tuple[str, ...]]):
+    """Each message's keywords as an index (`ids`, array "I") into `table` (0: none): the IMAP
+    view's own layout, which it adopts as it is."""
+
+    __slots__ = ("ids", "table")
+
+    def __init__(self, ids: array[int], table: tuple[tuple[str, ...], ...]) -> None:
+        self.ids = ids
+        self.table = table
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @overload
+    def __getitem__(self, index: int) -> tuple[str, ...]: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[tuple[str, ...]]: ...
+    def __getitem__(self, index: int | slice) -> tuple[str, ...] | list[tuple[str, ...]]:
+        if isinstance(index, slice):
+            return [self.table[k] for k in self.ids[index]]
+        return self.table[self.ids[index]]
 
 
 class SnapshotCache:
@@ -42,34 +68,43 @@ class SnapshotCache:
         self._max = max_messages
         self._lock = threading.Lock()
 
+    def kept(self, folder_id: int, state: State) -> FolderSnapshot | None:
+        """The kept snapshot with the cache's own columns (arrays, a bytearray and a
+        KeywordColumn): for a reader that never changes them (IMAP SELECT adopts them)."""
+        entry = self._entry(folder_id, state)
+        if entry is None:
+            return None
+        return FolderSnapshot(folder_id, *state, entry.uids, entry.flags, entry.keywords, entry.modseqs)
+
     def get(self, folder_id: int, state: State) -> FolderSnapshot | None:
+        """A snapshot of lists of its own when the kept one matches `state`."""
+        entry = self._entry(folder_id, state)
+        if entry is None:
+            return None
+        return FolderSnapshot(
+            folder_id,
+            *state,
+            entry.uids.tolist(),
+            list(entry.flags),
+            list(entry.keywords),
+            entry.modseqs.tolist(),
+        )
+
+    def _entry(self, folder_id: int, state: State) -> _Entry | None:
         with self._lock:
             entry = self._entries.get(folder_id)
             if entry is None or entry.state != state:
                 return None
             self._entries.move_to_end(folder_id)
-        keywords: list[tuple[str, ...]] = [()] * len(entry.uids)
-        for index, value in entry.keywords.items():
-            keywords[index] = value
-        return FolderSnapshot(
-            folder_id, *state, entry.uids.tolist(), list(entry.flags), keywords, entry.modseqs.tolist()
-        )
+            return entry
 
     def put(self, snapshot: FolderSnapshot) -> None:
         count = len(snapshot.uids)
-        if count > self._max or max(snapshot.flags, default=0) > 0xFF:
-            with self._lock:
-                self._drop(snapshot.folder_id)
-            return
-        entry = _Entry(
-            (snapshot.uidvalidity, snapshot.uidnext, snapshot.highestmodseq),
-            array("q", snapshot.uids),
-            bytes(snapshot.flags),
-            array("q", snapshot.modseqs),
-            {i: k for i, k in enumerate(snapshot.keywords) if k},
-        )
+        entry = None if count > self._max else _columns(snapshot)
         with self._lock:
             self._drop(snapshot.folder_id)
+            if entry is None:
+                return
             self._entries[snapshot.folder_id] = entry
             self._held += count
             while self._held > self._max:
@@ -79,3 +114,20 @@ class SnapshotCache:
         entry = self._entries.pop(folder_id, None)
         if entry is not None:
             self._held -= len(entry.uids)
+
+
+def _columns(snapshot: FolderSnapshot) -> _Entry | None:
+    """The compact form, or None when a value does not fit it."""
+    try:
+        flags = bytearray(snapshot.flags)
+        uids = array("I", snapshot.uids)
+        modseqs = array("Q", snapshot.modseqs)
+    except (ValueError, OverflowError):
+        return None
+    table: dict[tuple[str, ...], int] = {(): 0}
+    if any(snapshot.keywords):
+        ids = array("I", [table.setdefault(k, len(table)) for k in snapshot.keywords])
+    else:
+        ids = array("I", bytes(4 * len(uids)))
+    state = (snapshot.uidvalidity, snapshot.uidnext, snapshot.highestmodseq)
+    return _Entry(state, uids, flags, modseqs, KeywordColumn(ids, tuple(table)))

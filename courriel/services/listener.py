@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import sys
+import threading
 from asyncio import sslproto
 from collections.abc import Callable
 from typing import Final, Generic, Protocol, TypeVar
@@ -29,10 +31,42 @@ CANCEL_WAIT: Final = 5.0  # after the grace period, how long cancelled sessions 
 def small_tls_reads() -> None:
     """asyncio's TLS protocol allocates (and zero-fills) a `max_size` receive buffer per
     connection, 256 KiB: with 1,000 idle TLS sessions that was 250 MiB of 295 KiB each. Reads
-    of 8 KiB cost a few more calls on a large APPEND and nothing else. Process-wide (every TLS
-    server and client of the process shares the class), which is what a server wants."""
+    of 8 KiB cost a few more calls on a large APPEND and nothing else. And the buffer only
+    holds bytes between the socket read and their copy into the TLS object's input, both in
+    one call of the event loop (`get_buffer`, then `buffer_updated`), so one buffer per
+    thread serves every connection: another 8 KiB less per connection. Process-wide (every
+    TLS server and client of the process shares the class), which is what a server wants."""
     if sslproto.SSLProtocol.max_size > TLS_READ_SIZE:
         sslproto.SSLProtocol.max_size = TLS_READ_SIZE
+    # Selector loops only: a proactor loop (Windows) fills the buffer after get_buffer returns.
+    if sys.platform != "win32" and not getattr(sslproto.SSLProtocol, "_courriel_shared_buffer", False):
+        _share_tls_read_buffer(sslproto.SSLProtocol)
+
+
+_READ_BUFFERS = threading.local()  # one per thread: each event loop reads on its own thread
+
+
+def _share_tls_read_buffer(cls: type[sslproto.SSLProtocol]) -> None:
+    """Make `cls` read into its thread's buffer instead of a buffer of its own."""
+    original_init = cls.__init__
+
+    def __init__(self: sslproto.SSLProtocol, *args: object, **kwargs: object) -> None:
+        original_init(self, *args, **kwargs)  # type: ignore[arg-type]
+        self._ssl_buffer = self._ssl_buffer_view = _NO_BUFFER  # type: ignore[attr-defined]
+
+    def get_buffer(self: sslproto.SSLProtocol, n: int) -> memoryview:
+        view: memoryview | None = getattr(_READ_BUFFERS, "view", None)
+        if view is None or len(view) < self.max_size:
+            view = _READ_BUFFERS.view = memoryview(bytearray(self.max_size))
+        self._ssl_buffer_view = view  # type: ignore[attr-defined]  # what buffer_updated copies from
+        return view
+
+    cls.__init__ = __init__  # type: ignore[method-assign]
+    cls.get_buffer = get_buffer  # type: ignore[method-assign]
+    cls._courriel_shared_buffer = True  # type: ignore[attr-defined]
+
+
+_NO_BUFFER = memoryview(b"")
 
 
 class Accepted(Protocol):

@@ -216,6 +216,14 @@ class Account(Protocol):
         may return more than asked, never less."""
         ...
 
+    async def message_meta_and_bytes(
+        self, folder_id: int, uids: Sequence[int], *, analysis: bool, byte_limit: int
+    ) -> tuple[Sequence[MetaView], Mapping[str, bytes]]:
+        """`message_meta` (no search text, no header block) and the bytes of the leading rows
+        that fit in `byte_limit` (at least the first), read together: one round trip to the
+        store for a FETCH of a message's body instead of two."""
+        ...
+
     async def read_messages(self, digests: Sequence[str]) -> Mapping[str, bytes]:
         """The bytes of these messages, read together (one worker-thread hop, not one per
         message); a digest whose bytes cannot be read is left out."""

@@ -91,7 +91,9 @@ def header_block_end(data: bytes, start: int, end: int) -> tuple[int, int]:
     if data.startswith(b"\n", start) and start + 1 <= end:
         return start, start + 1
     crlf = data.find(b"\n\r\n", start, end)
-    lf = data.find(b"\n\n", start, end)
+    # An LF-only blank line counts only before the CRLF one: on CRLF mail (nearly all of it)
+    # this looks at the header block, not the whole message.
+    lf = data.find(b"\n\n", start, end if crlf == -1 else crlf + 1)
     if crlf != -1 and (lf == -1 or crlf < lf):
         return crlf + 1, crlf + 3
     if lf != -1:

@@ -199,6 +199,14 @@ class StoreAccount:
     ) -> Sequence[MessageMeta]:
         return await self._db.message_meta(folder_id, uids, analysis=analysis, text=text, header=header)
 
+    @_mapped()
+    async def message_meta_and_bytes(
+        self, folder_id: int, uids: Sequence[int], *, analysis: bool, byte_limit: int
+    ) -> tuple[Sequence[MessageMeta], Mapping[str, bytes]]:
+        return await self._db.message_meta_and_bytes(
+            folder_id, uids, analysis=analysis, byte_limit=byte_limit
+        )
+
     async def read_messages(self, digests: Sequence[str]) -> Mapping[str, bytes]:
         # One worker-thread hop for the whole group: file reads must not block the loop.
         return await self._db.blobs.get_many(digests)

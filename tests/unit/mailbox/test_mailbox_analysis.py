@@ -14,6 +14,7 @@ from courriel.mailbox.snapshots import SnapshotCache
 from courriel.mailbox.store import MailboxDatabase
 from courriel.proto.imap.search_text import normalise
 from courriel.proto.imap.session.analysis import analyse
+from courriel.proto.imap.session.selected import SelectedView
 from courriel.services.imap.account import RecentRegistry, StoreAccount
 from courriel.storage.blobs import BlobStore
 from courriel.storage.engine import open_engine
@@ -211,7 +212,8 @@ async def test_select_reuses_the_kept_snapshot_only_while_nothing_was_announced(
     assert (await account.snapshot(info.id)).uids == [1]  # kept by this first read
     info = await account.get_folder("INBOX")
     assert info is not None
-    assert (await account.snapshot(info.id)).uids == [1]
+    kept = await account.snapshot(info.id)
+    assert list(kept.uids) == [1] and list(kept.keywords) == [()]  # the cache's own columns
     info = await account.get_folder("INBOX")
     assert info is not None
     blob = await store.blobs.put(OTHER)
@@ -234,3 +236,31 @@ def test_the_snapshot_cache_keeps_a_bounded_number_of_messages() -> None:
     assert cache.get(2, (7, 5, 5)) is None and cache.get(3, (7, 5, 5)) == snap(3, 4)
     cache.put(snap(4, 11))  # larger than the whole budget: not kept
     assert cache.get(4, (7, 12, 5)) is None and cache.get(1, (7, 5, 5)) is not None
+
+
+async def test_rows_and_bytes_come_together_within_the_byte_limit(store: MailboxDatabase) -> None:
+    """message_meta_and_bytes: the rows of every UID asked, the bytes of the leading ones that
+    fit the limit (always the first), and none of the search text."""
+    await deliver(store, MEETING, OTHER, MEETING + b"again\r\n")
+    box = await inbox(store)
+    metas, bodies = await store.message_meta_and_bytes(box.id, [1, 2, 3], byte_limit=1)
+    assert [m.uid for m in metas] == [1, 2, 3] and metas[0].text is None
+    assert bodies == {metas[0].digest: MEETING}  # the first, though larger than the limit
+    limit = len(MEETING) + len(OTHER)
+    metas, bodies = await store.message_meta_and_bytes(box.id, [1, 2, 3], byte_limit=limit)
+    assert bodies == {metas[0].digest: MEETING, metas[1].digest: OTHER}
+    metas, bodies = await store.message_meta_and_bytes(box.id, [3, 9], byte_limit=limit)
+    assert [m.uid for m in metas] == [3] and bodies == {metas[0].digest: MEETING + b"again\r\n"}
+
+
+def test_a_selected_view_adopts_the_kept_columns_and_copies_them_before_a_change() -> None:
+    cache = SnapshotCache()
+    cache.put(FolderSnapshot(1, 7, 4, 9, [1, 2, 3], [SEEN, 0, 0], [(), ("$Work",), ()], [5, 6, 7]))
+    kept = cache.kept(1, (7, 4, 9))
+    assert kept is not None
+    view = SelectedView(1, "INBOX", False, kept)
+    assert view.uids is kept.uids and view.keywords(1) == ("$Work",)
+    view.update(0, 0, ("$Late",), 10)
+    assert (view.flags[0], view.keywords(0), view.modseqs[0]) == (0, ("$Late",), 10)
+    again = cache.get(1, (7, 4, 9))  # the cache's columns are as they were
+    assert again == FolderSnapshot(1, 7, 4, 9, [1, 2, 3], [SEEN, 0, 0], [(), ("$Work",), ()], [5, 6, 7])

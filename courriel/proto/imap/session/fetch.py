@@ -37,7 +37,7 @@ from courriel.proto.imap.sections import (
     section_content,
 )
 from courriel.proto.imap.sequence import SequenceSet, format_set
-from courriel.proto.imap.session.analysis import BATCH, byte_groups, complete, from_cache
+from courriel.proto.imap.session.analysis import BATCH, BYTES_PER_READ, byte_groups, complete, from_cache
 from courriel.proto.imap.session.context import FLUSH_AT, Done, Session, no
 from courriel.proto.imap.session.selected import SelectedView, in_set
 
@@ -185,16 +185,26 @@ async def _fetch_batches(
     missing = False
     for start in range(0, len(positions), BATCH):
         batch = positions[start : start + BATCH]
-        metas = await account.message_meta(
-            view.folder_id, view.uids_at(batch), analysis=structure, text=False, header=headers_only
-        )
+        uids = view.uids_at(batch)
+        read: dict[str, bytes] = {}  # bytes that came with the rows, used by the first group
+        if needs_bytes and not headers_only:
+            metas, first = await account.message_meta_and_bytes(
+                view.folder_id, uids, analysis=structure, byte_limit=BYTES_PER_READ
+            )
+            read = dict(first)
+        else:
+            metas = await account.message_meta(
+                view.folder_id, uids, analysis=structure, text=False, header=headers_only
+            )
         missing = missing or len(metas) < len(batch)
         fresh = await complete(account, metas, "structure") if structure else {}
         for group in byte_groups(metas) if needs_bytes else (metas,):
-            unread = (
-                [m.digest for m in group if m.header is None] if headers_only else [m.digest for m in group]
-            )
-            bodies = await account.read_messages(unread) if needs_bytes and unread else {}
+            bodies = {m.digest: read.pop(m.digest) for m in group if m.digest in read}
+            unread = [
+                m.digest for m in group if m.digest not in bodies and (m.header is None or not headers_only)
+            ]
+            if needs_bytes and unread:
+                bodies.update(await account.read_messages(unread))
             for meta in group:
                 i = view.position(meta.uid)
                 data = bodies.get(meta.digest)

@@ -45,6 +45,28 @@ def in_set(uid: int, seqset: SequenceSet, top: int, saved: Sequence[int] = ()) -
     return False
 
 
+Columns = tuple["array[int]", bytearray, "array[int]", "array[int]", list[tuple[str, ...]]]
+
+
+def _adoptable(snapshot: SnapshotView) -> Columns | None:
+    """(uids, flags, modseqs, keyword ids, keyword table) of a snapshot already in the view's
+    layout, as the store's kept snapshots are (mailbox/snapshots.py), else None."""
+    uids, flags, modseqs = snapshot.uids, snapshot.flags, snapshot.modseqs
+    kw, table = getattr(snapshot.keywords, "ids", None), getattr(snapshot.keywords, "table", None)
+    if (
+        isinstance(uids, array)
+        and uids.typecode == "I"
+        and isinstance(modseqs, array)
+        and modseqs.typecode == "Q"
+        and isinstance(flags, bytearray)
+        and isinstance(kw, array)
+        and kw.typecode == "I"
+        and isinstance(table, tuple)
+    ):
+        return uids, flags, modseqs, kw, list(table)
+    return None
+
+
 class _Columns:
     """A view's per-message columns, as shared between views (never changed once shared)."""
 
@@ -97,18 +119,24 @@ class SelectedView:
         self.uidvalidity = snapshot.uidvalidity
         self.uidnext = snapshot.uidnext
         self.modseq = snapshot.highestmodseq  # HIGHESTMODSEQ as of the last look at the store
-        self.uids = array("I", snapshot.uids)
-        self.flags = bytearray(snapshot.flags)
-        self.modseqs = array("Q", snapshot.modseqs)
-        self.kw_table: list[tuple[str, ...]] = [NO_KEYWORDS]
-        self._kw_ids: dict[tuple[str, ...], int] = {NO_KEYWORDS: 0}
-        keywords = snapshot.keywords
-        if any(keywords):
-            self.kw = array("I", map(self._keyword_id, keywords))
-        else:
-            self.kw = array("I", bytes(4 * len(self.uids)))
         self.recent: list[tuple[int, int]] = []  # half-open UID ranges recent for this session
         self.gone: set[int] = set()  # expunged elsewhere, not announced yet
+        adopted = _adoptable(snapshot)
+        if adopted is not None:
+            # The store's kept columns, adopted as shared ones (copied before the first change).
+            self.uids, self.flags, self.modseqs, self.kw, self.kw_table = adopted
+            self._kw_ids = {k: i for i, k in enumerate(self.kw_table)}
+        else:
+            self.uids = array("I", snapshot.uids)
+            self.flags = bytearray(snapshot.flags)
+            self.modseqs = array("Q", snapshot.modseqs)
+            self.kw_table = [NO_KEYWORDS]
+            self._kw_ids = {NO_KEYWORDS: 0}
+            keywords = snapshot.keywords
+            if any(keywords):
+                self.kw = array("I", map(self._keyword_id, keywords))
+            else:
+                self.kw = array("I", bytes(4 * len(self.uids)))
         self.exists_sent = len(self.uids)  # what the client believes the count is
         self.keywords_sent = len(self.kw_table)
         self._share()

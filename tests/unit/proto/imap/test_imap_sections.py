@@ -9,7 +9,7 @@ import pytest
 
 from courriel.proto.imap.errors import SectionError
 from courriel.proto.imap.fetchatt import Section
-from courriel.proto.imap.mime import scan
+from courriel.proto.imap.mime import header_block_end, scan
 from courriel.proto.imap.sections import (
     binary_content,
     decode_base64,
@@ -145,3 +145,17 @@ def test_root_header_without_a_scan_is_the_scanned_answer(name: str, section: Se
     for cut in (b"\r\n\r\n", b"\n\n"):  # and without a blank line at all, or with bare LFs
         variant = data.split(cut, 1)[0] if cut in data else data.replace(b"\r\n", b"\n")
         assert root_header_content(variant, section) == section_content(variant, scan(variant), section)
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"A: 1\r\nB: 2\r\n\r\nbody\n\nmore\r\n", (12, 14)),  # an LF blank line in the body
+        (b"A: 1\nB: 2\n\nbody\r\n\r\n", (10, 11)),  # LF-only header, CRLF later
+        (b"A: 1\r\nB: 2\n\nbody\r\n\r\nx", (11, 12)),  # the first blank line wins
+        (b"A: 1\r\nB: 2\r\n", (12, 12)),  # no body
+        (b"\r\nbody", (0, 2)),
+    ],
+)
+def test_header_block_end_finds_the_first_blank_line(data: bytes, expected: tuple[int, int]) -> None:
+    assert header_block_end(data, 0, len(data)) == expected

@@ -364,6 +364,22 @@ class FakeAccount:
             )
         return out
 
+    async def message_meta_and_bytes(
+        self, folder_id: int, uids: Sequence[int], *, analysis: bool, byte_limit: int
+    ) -> tuple[Sequence[Meta], dict[str, bytes]]:
+        self.box.calls["message_meta_and_bytes"] += 1
+        metas = await self.message_meta(folder_id, uids, analysis=analysis, text=False)
+        self.box.calls["message_meta"] -= 1
+        wanted: list[str] = []
+        total = 0
+        for meta in metas:
+            if wanted and total + meta.size > byte_limit:
+                break
+            wanted.append(meta.digest)
+            total += meta.size
+        self.box.calls["messages_read"] += len(wanted)
+        return metas, {d: self.box.blobs[d] for d in wanted if d in self.box.blobs}
+
     async def read_messages(self, digests: Sequence[str]) -> dict[str, bytes]:
         self.box.calls["read_messages"] += 1
         self.box.calls["messages_read"] += len(digests)
