@@ -16,11 +16,12 @@ from __future__ import annotations
 import threading
 from array import array
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Final, overload
 
-from courriel.mailbox.model import FolderSnapshot
+from courriel.mailbox.model import FolderSnapshot, MessageMeta
 
 MAX_MESSAGES: Final = 500_000  # about 8.5 MB of arrays at most
 State = tuple[int, int, int]  # (uidvalidity, uidnext, highestmodseq)
@@ -131,3 +132,59 @@ def _columns(snapshot: FolderSnapshot) -> _Entry | None:
         ids = array("I", bytes(4 * len(uids)))
     state = (snapshot.uidvalidity, snapshot.uidnext, snapshot.highestmodseq)
     return _Entry(state, uids, flags, modseqs, KeywordColumn(ids, tuple(table)))
+
+
+MAX_KNOWN: Final = 20_000  # rows; about 350 bytes each, 7 MB at most per process
+
+
+@dataclass(frozen=True, slots=True)
+class KnownRow:
+    """What never changes about a message of a folder: its bytes, their size, the internal
+    date (a UID is never reused in a folder, and folder ids are never reused). The mutable
+    rest (flags, MODSEQ) is the session's view; the analysis columns are read when asked."""
+
+    uid: int
+    internaldate: datetime
+    size: int
+    digest: str
+    envelope: None = None
+    bodystructure: None = None
+    headers: None = None
+    text: None = None
+    header: None = None
+
+
+class KnownRows:
+    """Rows seen by metadata reads, by folder, so that a FETCH of a few bodies the client
+    listed before needs no query (store.py `bodies_now`). Bounded by `max_rows`, the least
+    recently used folder first out; used on the event loop's thread only."""
+
+    def __init__(self, max_rows: int = MAX_KNOWN) -> None:
+        self._folders: OrderedDict[int, dict[int, KnownRow]] = OrderedDict()
+        self._held = 0
+        self._max = max_rows
+
+    def learn(self, folder_id: int, rows: Iterable[MessageMeta]) -> None:
+        known = self._folders.get(folder_id)
+        if known is None:
+            known = self._folders[folder_id] = {}
+        else:
+            self._folders.move_to_end(folder_id)
+        before = len(known)
+        for r in rows:
+            if r.uid not in known:
+                known[r.uid] = KnownRow(r.uid, r.internaldate, r.size, r.digest)
+        self._held += len(known) - before
+        while self._held > self._max and self._folders:
+            _, dropped = self._folders.popitem(last=False)
+            self._held -= len(dropped)
+
+    def rows(self, folder_id: int, uids: Sequence[int]) -> list[KnownRow] | None:
+        """The rows of all these UIDs, or None when one is unknown."""
+        known = self._folders.get(folder_id)
+        if known is None:
+            return None
+        try:
+            return [known[uid] for uid in uids]
+        except KeyError:
+            return None

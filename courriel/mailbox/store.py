@@ -10,6 +10,7 @@ tree, messages, expunge, query, snapshots, pop, quota), so that the rules live i
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -42,7 +43,7 @@ from courriel.mailbox.model import (
 )
 from courriel.mailbox.names import normalize_name
 from courriel.mailbox.notify import POLL_INTERVAL, Change, ChangeHub, Subscription, Target, wait_for_change
-from courriel.mailbox.snapshots import SnapshotCache
+from courriel.mailbox.snapshots import KnownRow, KnownRows, SnapshotCache
 from courriel.storage.blobs import BlobRef, BlobStore
 
 T = TypeVar("T")
@@ -67,6 +68,8 @@ class MailboxDatabase:
         self._hub = ChangeHub()
         self._deliveries = DeliveryQueue(db, clock)
         self._snapshots = SnapshotCache()
+        self._known = KnownRows()
+        self._cached = CachedBlobs(self.blobs)
         self._publications = 0
         self._analysis = DeliveryAnalysis(analyser)
 
@@ -311,11 +314,13 @@ class MailboxDatabase:
     ) -> list[MessageMeta]:
         """Without `analysis` ENVELOPE and BODYSTRUCTURE are None; without `text` the searchable
         headers and text are; without `header` the header block is. Callers say what they read."""
-        return await self._read_sync(
+        metas = await self._read_sync(
             lambda c: query.message_meta(
                 c, folder_id, uids, analysis_columns=analysis, text=text, header_block=header
             )
         )
+        self._known.learn(folder_id, metas)
+        return metas
 
     async def message_meta_and_bytes(
         self,
@@ -349,13 +354,41 @@ class MailboxDatabase:
         # files has its own way to read: then the bytes are a second, ordinary read.
         if not self._db.threaded_reads or type(self.blobs).get_sync is not BlobStore.get_sync:
             metas = await self._read_sync(rows)
+            self._known.learn(folder_id, metas)
             return metas, await self.blobs.get_many(leading(metas))
 
         def both(c: Connection) -> tuple[list[MessageMeta], dict[str, bytes]]:
             metas = rows(c)
             return metas, _read_found(self.blobs, leading(metas))
 
-        return await self._read_sync(both)
+        metas, found = await self._read_sync(both)
+        self._known.learn(folder_id, metas)
+        return metas, found
+
+    def bodies_now(
+        self, folder_id: int, uids: Sequence[int]
+    ) -> tuple[list[KnownRow], dict[str, bytes]] | None:
+        """The rows and bytes of messages whose rows were read before (up to NOW_MAX_MESSAGES
+        and NOW_MAX_BYTES), without a query or a thread hop, when the bytes are in the OS file
+        cache: a client fetching the bodies it listed. None otherwise (then
+        `message_meta_and_bytes`).
+
+        The event loop never waits for the disk here: reads are RWF_NOWAIT (Linux), which fail
+        instead of blocking when a page is not cached. A cached 14 KB body reads in about
+        12 µs, where a hop to a read thread costs 60-70 µs and the metadata query 60 µs more.
+        The caller must know the UIDs still exist (nothing was expunged since its view)."""
+        if len(uids) > NOW_MAX_MESSAGES or not _NOWAIT or type(self.blobs).get_sync is not BlobStore.get_sync:
+            return None
+        rows = self._known.rows(folder_id, uids)
+        if rows is None or sum(r.size for r in rows) > NOW_MAX_BYTES:
+            return None
+        found: dict[str, bytes] = {}
+        for r in rows:
+            data = self._cached.get(r.digest, r.size)
+            if data is None:
+                return None
+            found[r.digest] = data
+        return rows, found
 
     async def read_message(self, digest: str) -> bytes:
         return await self.blobs.get(digest)
@@ -496,6 +529,53 @@ class MailboxDatabase:
         """Forget exactly-once delivery keys older than the transport's longest retry."""
         cutoff = to_epoch(older_than)
         return await self._db.write(lambda c: messages.prune_delivery_keys(c, cutoff))
+
+
+# What `bodies_now` reads on the event loop at most: 500 cached bodies (3.9 MB) take about 6 ms
+# there, CPU only, as answering them does, where the read thread takes 17 ms of GIL ping-pong.
+NOW_MAX_MESSAGES = 500
+NOW_MAX_BYTES = 4 * 1024 * 1024
+_NOWAIT = getattr(os, "RWF_NOWAIT", None)
+
+
+class CachedBlobs:
+    """Blob bytes read only from the OS file cache (`get`), looking where `BlobStore.get_sync`
+    looks: the store, then its fallbacks. Blobs are named by their digest, so the bytes are
+    the same in whichever store holds them: the one that held the last blob is tried first
+    (bodies delivered before a database had a store of its own all live in the fallback)."""
+
+    def __init__(self, blobs: BlobStore) -> None:
+        self._stores: list[BlobStore] = []
+        store: BlobStore | None = blobs
+        while store is not None:
+            self._stores.append(store)
+            store = store.fallback
+
+    def get(self, digest: str, size: int) -> bytes | None:
+        """The blob's `size` bytes if all are in the OS file cache, else None (never waits for
+        the disk). A file of another size (or none) is None too: the ordinary read decides."""
+        if _NOWAIT is None:
+            return None
+        for k, store in enumerate(self._stores):
+            try:
+                fd = os.open(store.path(digest), os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            except OSError:
+                return None
+            if k:
+                self._stores.insert(0, self._stores.pop(k))
+            break
+        else:
+            return None
+        try:
+            buffer = bytearray(size + 1)  # one more: a longer file is not the row's bytes
+            read = os.preadv(fd, [buffer], 0, _NOWAIT)
+        except OSError:  # EAGAIN: not cached; EOPNOTSUPP: a file system without RWF_NOWAIT
+            return None
+        finally:
+            os.close(fd)
+        return bytes(memoryview(buffer)[:size]) if read == size else None
 
 
 def _read_found(blobs: BlobStore, digests: Sequence[str]) -> dict[str, bytes]:

@@ -224,6 +224,14 @@ class Account(Protocol):
         store for a FETCH of a message's body instead of two."""
         ...
 
+    def bodies_now(
+        self, folder_id: int, uids: Sequence[int]
+    ) -> tuple[Sequence[MetaView], Mapping[str, bytes]] | None:
+        """What `message_meta_and_bytes` would answer without analysis, when the store can
+        answer at once, without waiting for anything (rows it has seen, bytes in memory or
+        the OS file cache); None otherwise. The caller knows the UIDs still exist."""
+        ...
+
     async def read_messages(self, digests: Sequence[str]) -> Mapping[str, bytes]:
         """The bytes of these messages, read together (one worker-thread hop, not one per
         message); a digest whose bytes cannot be read is left out."""

@@ -38,7 +38,7 @@ from courriel.mailbox.model import Changes, CopyResult, FolderInfo, FolderSnapsh
 from courriel.mailbox.notify import Subscription
 from courriel.mailbox.store import MailboxDatabase
 from courriel.proto.imap import respcodes as rc
-from courriel.proto.imap.backend import Analysis, BackendError, StoreMode
+from courriel.proto.imap.backend import Analysis, BackendError, MetaView, StoreMode
 from courriel.proto.imap.search_text import normalise
 from courriel.proto.imap.searchkeys import DateKey, SearchKey, SizeKey, TextKey
 
@@ -206,6 +206,11 @@ class StoreAccount:
         return await self._db.message_meta_and_bytes(
             folder_id, uids, analysis=analysis, byte_limit=byte_limit
         )
+
+    def bodies_now(
+        self, folder_id: int, uids: Sequence[int]
+    ) -> tuple[Sequence[MetaView], Mapping[str, bytes]] | None:
+        return self._db.bodies_now(folder_id, uids)
 
     async def read_messages(self, digests: Sequence[str]) -> Mapping[str, bytes]:
         # One worker-thread hop for the whole group: file reads must not block the loop.

@@ -253,6 +253,21 @@ async def test_rows_and_bytes_come_together_within_the_byte_limit(store: Mailbox
     assert [m.uid for m in metas] == [3] and bodies == {metas[0].digest: MEETING + b"again\r\n"}
 
 
+async def test_bodies_of_rows_read_before_come_at_once(store: MailboxDatabase) -> None:
+    """bodies_now: None for a row never read; after a metadata read, the row and the bytes
+    (from the OS file cache) without a query; None again for a UID it does not know."""
+    await deliver(store, MEETING, OTHER)
+    box = await inbox(store)
+    assert store.bodies_now(box.id, [1]) is None
+    metas = await store.message_meta(box.id, [1, 2], analysis=False, text=False)
+    now = store.bodies_now(box.id, [2, 1])
+    assert now is not None
+    rows, bodies = now
+    assert [(r.uid, r.digest, r.size) for r in rows] == [(m.uid, m.digest, m.size) for m in reversed(metas)]
+    assert bodies == {metas[0].digest: MEETING, metas[1].digest: OTHER}
+    assert store.bodies_now(box.id, [1, 3]) is None
+
+
 def test_a_selected_view_adopts_the_kept_columns_and_copies_them_before_a_change() -> None:
     cache = SnapshotCache()
     cache.put(FolderSnapshot(1, 7, 4, 9, [1, 2, 3], [SEEN, 0, 0], [(), ("$Work",), ()], [5, 6, 7]))

@@ -17,7 +17,8 @@ items (or a message never analysed), a few megabytes per worker-thread hop.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import Final
 
@@ -172,51 +173,98 @@ class _Message:
         return from_cache(value or "")
 
 
+class _Plan:
+    """What a FETCH needs of each message, decided once for all its batches."""
+
+    __slots__ = ("atts", "with_flags", "seen_now", "needs_bytes", "headers_only", "structure")
+
+    def __init__(self, atts: list[FetchAtt], seen_now: set[int]) -> None:
+        self.atts = atts
+        self.with_flags = [*atts, FLAGS_ITEM] if not any(a.name == "FLAGS" for a in atts) else atts
+        self.seen_now = seen_now
+        self.needs_bytes = any(_needs_bytes(a) for a in atts)
+        # A message list's FETCH (header fields) is answered from the stored header block.
+        self.headers_only = self.needs_bytes and all(_is_header(a) for a in atts if _needs_bytes(a))
+        self.structure = any(a.name in STRUCTURE_ITEMS for a in atts)
+
+
+Rows = tuple[Sequence[MetaView], Mapping[str, bytes]]
+
+
 async def _fetch_batches(
     s: Session, view: SelectedView, positions: list[int], atts: list[FetchAtt], seen_now: set[int]
 ) -> bool:
-    """Answer batch by batch; True when some messages no longer exist (or cannot be read)."""
-    account = s.require_account()
-    needs_bytes = any(_needs_bytes(a) for a in atts)
-    # A message list's FETCH (header fields) is answered from the stored header block.
-    headers_only = needs_bytes and all(_is_header(a) for a in atts if _needs_bytes(a))
-    structure = any(a.name in STRUCTURE_ITEMS for a in atts)
-    with_flags = [*atts, FLAGS_ITEM] if not any(a.name == "FLAGS" for a in atts) else atts
+    """Answer batch by batch; True when some messages no longer exist (or cannot be read).
+    Rows without bytes are small: the next batch's are read while this one is answered."""
+    plan = _Plan(atts, seen_now)
+    batches = [positions[start : start + BATCH] for start in range(0, len(positions), BATCH)]
+    ahead = not plan.needs_bytes or plan.headers_only
     missing = False
-    for start in range(0, len(positions), BATCH):
-        batch = positions[start : start + BATCH]
-        uids = view.uids_at(batch)
-        read: dict[str, bytes] = {}  # bytes that came with the rows, used by the first group
-        if needs_bytes and not headers_only:
-            metas, first = await account.message_meta_and_bytes(
-                view.folder_id, uids, analysis=structure, byte_limit=BYTES_PER_READ
-            )
-            read = dict(first)
-        else:
-            metas = await account.message_meta(
-                view.folder_id, uids, analysis=structure, text=False, header=headers_only
-            )
-        missing = missing or len(metas) < len(batch)
-        fresh = await complete(account, metas, "structure") if structure else {}
-        for group in byte_groups(metas) if needs_bytes else (metas,):
-            bodies = {m.digest: read.pop(m.digest) for m in group if m.digest in read}
-            unread = [
-                m.digest for m in group if m.digest not in bodies and (m.header is None or not headers_only)
-            ]
-            if needs_bytes and unread:
-                bodies.update(await account.read_messages(unread))
-            for meta in group:
-                i = view.position(meta.uid)
-                data = bodies.get(meta.digest)
-                if data is None and headers_only and meta.header is not None:
-                    data = from_cache(meta.header)
-                if i is None or (needs_bytes and data is None) or (structure and _absent(meta, fresh)):
-                    missing = True
-                    continue
-                message = _Message(meta, data, fresh.get(meta.digest))
-                items = with_flags if i in seen_now else atts
-                s.emit(w.fetch_joined(i + 1, b" ".join([_item(s, view, a, i, message) for a in items])))
-            await s.flush_if_large()
+    pending: asyncio.Future[Rows] | None = None
+    try:
+        for k, batch in enumerate(batches):
+            if pending is None:
+                metas, first = await _rows(s, view, plan, view.uids_at(batch))
+            else:
+                metas, first = await pending
+                pending = None
+            if ahead and k + 1 < len(batches):
+                pending = asyncio.ensure_future(_rows(s, view, plan, view.uids_at(batches[k + 1])))
+            missing = len(metas) < len(batch) or missing
+            missing = await _answer(s, view, plan, metas, dict(first)) or missing
+    finally:
+        if pending is not None:
+            pending.cancel()
+    return missing
+
+
+async def _rows(s: Session, view: SelectedView, plan: _Plan, uids: Sequence[int]) -> Rows:
+    """One batch's rows, with the leading bytes when the items need bytes."""
+    account = s.require_account()
+    # Bodies of messages the client listed before: at once, when nothing was expunged since
+    # the view (the store knows the rows; the bytes are in the OS file cache).
+    if plan.needs_bytes and not plan.structure and not s.changed:
+        now = account.bodies_now(view.folder_id, uids)
+        if now is not None:
+            return now
+    if plan.needs_bytes and not plan.headers_only:
+        return await account.message_meta_and_bytes(
+            view.folder_id, uids, analysis=plan.structure, byte_limit=BYTES_PER_READ
+        )
+    metas = await account.message_meta(
+        view.folder_id, uids, analysis=plan.structure, text=False, header=plan.headers_only
+    )
+    return metas, {}
+
+
+async def _answer(
+    s: Session, view: SelectedView, plan: _Plan, metas: Sequence[MetaView], read: dict[str, bytes]
+) -> bool:
+    """The FETCH responses of one batch; `read` holds the bytes that came with the rows (used
+    by the first group). True when some messages cannot be answered."""
+    account = s.require_account()
+    needs_bytes, headers_only, structure = plan.needs_bytes, plan.headers_only, plan.structure
+    missing = False
+    fresh = await complete(account, metas, "structure") if structure else {}
+    for group in byte_groups(metas) if needs_bytes else (metas,):
+        bodies = {m.digest: read.pop(m.digest) for m in group if m.digest in read}
+        unread = [
+            m.digest for m in group if m.digest not in bodies and (m.header is None or not headers_only)
+        ]
+        if needs_bytes and unread:
+            bodies.update(await account.read_messages(unread))
+        for meta in group:
+            i = view.position(meta.uid)
+            data = bodies.get(meta.digest)
+            if data is None and headers_only and meta.header is not None:
+                data = from_cache(meta.header)
+            if i is None or (needs_bytes and data is None) or (structure and _absent(meta, fresh)):
+                missing = True
+                continue
+            message = _Message(meta, data, fresh.get(meta.digest))
+            items = plan.with_flags if i in plan.seen_now else plan.atts
+            s.emit(w.fetch_joined(i + 1, b" ".join([_item(s, view, a, i, message) for a in items])))
+            await s.flush_if_large()  # the client reads while the rest is made
     return missing
 
 
