@@ -250,13 +250,13 @@ class Server:
         lines = []
         if self.smtp is not None:
             for binding, names in self.smtp.bound():
-                lines.append(f"  smtp  {binding.address}:{binding.port + self.config.port_offset:<6} {', '.join(names)}")
+                lines.append(f"  {'smtp':<12} {binding.address}:{binding.port + self.config.port_offset:<6} {', '.join(names)}")
         if self.protocols is not None:
             for service, host, port in self.protocols.bound():
-                lines.append(f"  {service:<5} {host}:{port:<6}")
+                lines.append(f"  {service:<12} {host}:{port}")
         if self.http is not None:
             for service, host, port in self.http.bound():
-                lines.append(f"  {service:<5} {host}:{port:<6}")
+                lines.append(f"  {service:<12} {host}:{port}")
         return lines
 
     async def stop(self) -> None:
