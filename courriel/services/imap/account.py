@@ -5,6 +5,7 @@ the backend's view Protocols as they are, so nothing is copied. What it adds:
 - the store's refusals become `BackendError`s with RFC 5530 response codes and the store's
   public text (never its detail): NONEXISTENT, TRYCREATE where RFC 9051 §6.3.12 and §6.4.7 want
   it (APPEND, COPY, MOVE), ALREADYEXISTS, CANNOT, USEATTR (RFC 6154 §3), OVERQUOTA (RFC 9208);
+  a write refused by a move fence (courriel.mailbox.fence) is UNAVAILABLE: try again later;
 - SEARCH criteria the store can answer in SQL (size and internal date, RFC 9051 §6.4.4) are
   translated to `courriel.mailbox.criteria`; BODY and TEXT go to the store's search over the
   decoded text it keeps per message (normalised here as search_text.py does for that text);
@@ -33,6 +34,7 @@ from courriel.mailbox.errors import (
     OverQuota,
     SpecialUseRefused,
 )
+from courriel.mailbox.fence import is_fenced
 from courriel.mailbox.flags import FlagError
 from courriel.mailbox.model import Changes, CopyResult, FolderInfo, FolderSnapshot, MessageMeta, StoreResult
 from courriel.mailbox.notify import Subscription
@@ -41,6 +43,7 @@ from courriel.proto.imap import respcodes as rc
 from courriel.proto.imap.backend import Analysis, BackendError, MetaView, StoreMode
 from courriel.proto.imap.search_text import normalise
 from courriel.proto.imap.searchkeys import DateKey, SearchKey, SizeKey, TextKey
+from courriel.services.placement import FENCED_TEXT, Placement
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -88,6 +91,10 @@ def refusals(missing: str = rc.NONEXISTENT) -> Iterator[None]:
         raise BackendError(_text(e), rc.OVERQUOTA) from None
     except FlagError:
         raise BackendError("Invalid or too many keywords", rc.LIMIT) from None
+    except Exception as e:
+        if is_fenced(e):  # RFC 5530 §3: a temporary failure, the client retries
+            raise BackendError(FENCED_TEXT, rc.UNAVAILABLE) from None
+        raise
 
 
 Method = Callable[P, Coroutine[Any, Any, T]]
@@ -115,9 +122,10 @@ def to_criterion(key: SearchKey) -> criteria.Criterion | None:
 
 
 class StoreAccount:
-    """One logged-in user's mailbox (`guid`) in `db`."""
+    """One logged-in user's mailbox (`guid`) in `db`. `placement`, when known, is where the
+    session logged in: the service ends the session once the mailbox moved (placement.py)."""
 
-    __slots__ = ("_db", "_guid", "_user", "_recent", "_on_release", "_looked_up")
+    __slots__ = ("_db", "_guid", "placement", "_user", "_recent", "_on_release", "_looked_up")
 
     def __init__(
         self,
@@ -126,7 +134,10 @@ class StoreAccount:
         user: str,
         recent: RecentRegistry,
         on_release: Callable[[], None],
+        *,
+        placement: Placement | None = None,
     ) -> None:
+        self.placement = placement
         self._db = db
         self._guid = guid
         self._user = user

@@ -75,9 +75,14 @@ class ImapConnection(asyncio.Protocol):
         self._session = session
         self.task = asyncio.get_running_loop().create_task(self._service.run(self, session))
 
+    @property
+    def session(self) -> ImapSession | None:
+        return self._session
+
     def data_received(self, data: bytes) -> None:
         if self._session is None:
             return
+        self._service.check_placement(self._session)  # before the command these bytes carry
         if self._deflate is None:
             self._session.data_received(data)
             return

@@ -21,6 +21,7 @@ from courriel.mailbox.model import FolderSnapshot
 from courriel.mailbox.notify import ChangeFeed, Counters, FeedKey, FeedWatch, Subscription
 from courriel.mailbox.store import MailboxDatabase
 from courriel.services.imap.account import RecentRegistry, StoreAccount
+from courriel.services.placement import Placement
 
 
 class ProcessFeeds:
@@ -77,8 +78,10 @@ class FeedAccount(StoreAccount):
         recent: RecentRegistry,
         on_release: Callable[[], None],
         feed: ChangeFeed,
+        *,
+        placement: Placement | None = None,
     ) -> None:
-        super().__init__(db, guid, user, recent, on_release)
+        super().__init__(db, guid, user, recent, on_release, placement=placement)
         self._feed = feed
         self._pending: FeedWatch | None = None  # watched, its snapshot not read yet
 

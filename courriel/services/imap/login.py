@@ -20,6 +20,7 @@ from courriel.proto.imap import respcodes as rc
 from courriel.proto.imap.backend import LoginRefused
 from courriel.services.imap.account import RecentRegistry, StoreAccount
 from courriel.services.imap.feed import FeedAccount, ProcessFeeds
+from courriel.services.placement import Placement
 from courriel.services.pop3.logins import DirectoryLogin, SessionCounter
 
 log = logging.getLogger(__name__)
@@ -78,4 +79,5 @@ class DirectoryAuthenticator:
             self._recent,
             lambda: self.counter.leave_user(guid),
             self._feeds.of(db),
+            placement=Placement(recipient.id, guid, database, db),
         )

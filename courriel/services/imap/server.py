@@ -13,10 +13,16 @@ Every worker of the server runs this service on the same ports (`reuse_port`: th
 spreads the connections). Changes made in this process reach IDLE at once (the store's change
 notifications); those made by another worker are found by one poll per database and folder for
 the whole process (feed.py), every `poll_interval` seconds, not by each session.
+
+A session whose mailbox moved to another database, or whose database left this server, ends
+with `BYE [UNAVAILABLE]` (courriel.services.placement): checked when a command arrives,
+and every `poll_interval` seconds for all sessions, so that one in IDLE hears of it too.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import math
 import ssl
@@ -28,11 +34,12 @@ from courriel.org.model import ProtocolSettings
 from courriel.org.snapshot import DirectorySnapshot
 from courriel.proto.imap.session import ImapSession, SessionConfig
 from courriel.security.throttle import LoginThrottle
-from courriel.services.imap.account import RecentRegistry
+from courriel.services.imap.account import RecentRegistry, StoreAccount
 from courriel.services.imap.connection import ImapConnection
 from courriel.services.imap.feed import ProcessFeeds
 from courriel.services.imap.login import DirectoryAuthenticator
 from courriel.services.listener import Listeners
+from courriel.services.placement import Placements
 from courriel.services.pop3.logins import DirectoryLogin, SessionCounter, plaintext_allowed
 
 log = logging.getLogger(__name__)
@@ -64,6 +71,9 @@ class ImapService:
         self._settings = settings
         self._append_limit = append_limit
         self._idle_keepalive = idle_keepalive
+        self._poll_interval = poll_interval
+        self.placements = Placements(directory, databases)
+        self._watcher: asyncio.Task[None] | None = None
         self.recent = RecentRegistry()
         self.counter = SessionCounter()
         self.feeds = ProcessFeeds(poll_interval)
@@ -84,6 +94,8 @@ class ImapService:
         """Listen on host:port, with TLS from the first byte (1993) or STARTTLS (1143); returns
         the bound port (useful with port 0)."""
         bound = await self.listeners.listen(host, port, implicit_tls=implicit_tls)
+        if self._watcher is None:
+            self._watcher = asyncio.get_running_loop().create_task(self._watch_placements())
         log.info(
             "IMAP4 on %s listening on %s:%d (%s)",
             self.server_name,
@@ -98,8 +110,36 @@ class ImapService:
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop listening; sessions waiting for input get BYE at once, busy ones `grace` seconds."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
         await self.listeners.stop(grace)
         await self.feeds.close()
+
+    # ---- mailbox moves ----------------------------------------------------------------------------
+
+    def check_placement(self, session: ImapSession) -> None:
+        """Tell the session if its mailbox moved since login (it says BYE [UNAVAILABLE])."""
+        account = session.account
+        if session.moved or not isinstance(account, StoreAccount) or account.placement is None:
+            return
+        if self.placements.moved(account.placement):
+            log.info("IMAP session of %s: the mailbox moved, ending the session", account.user)
+            session.relocated()
+
+    async def _watch_placements(self) -> None:
+        """Every `poll_interval`, the check for every session (those in IDLE send no command)."""
+        while True:
+            await asyncio.sleep(self._poll_interval)
+            for connection in list(self.listeners.connections):
+                session = connection.session
+                if session is not None:
+                    try:
+                        self.check_placement(session)
+                    except Exception:
+                        log.exception("IMAP placement check failed for %s", connection.peer)
 
     # ---- connections ----------------------------------------------------------------------------
 

@@ -44,6 +44,7 @@ IDLE_TIMEOUT = b"-ERR Disconnected for inactivity\r\n"
 SHUTTING_DOWN = b"-ERR [SYS/TEMP] Service shutting down, try again later\r\n"
 TOO_MANY_CONNECTIONS = b"-ERR [SYS/TEMP] Too many connections, try again later\r\n"
 INTERNAL_ERROR = b"-ERR [SYS/TEMP] Internal error, try again later\r\n"
+MOVED = b"-ERR [SYS/TEMP] Mailbox moved, please reconnect\r\n"
 TEMPORARY_FAILURE = "Temporary failure, try again later"
 NOT_REMOVED = "Some deleted messages were not removed"
 
@@ -98,12 +99,20 @@ class Pop3Handler(Protocol):
 
 class Pop3Conversation:
     def __init__(
-        self, connection: Connection, session: Pop3Session, handler: Pop3Handler, timeouts: Timeouts
+        self,
+        connection: Connection,
+        session: Pop3Session,
+        handler: Pop3Handler,
+        timeouts: Timeouts,
+        moved: Callable[[], bool] | None = None,
     ) -> None:
+        """`moved`: asked before each command of the TRANSACTION state; once true, the mailbox
+        lives elsewhere now and the session ends with [SYS/TEMP] so the client reconnects."""
         self._conn = connection
         self._session = session
         self._handler = handler
         self._timeouts = timeouts
+        self._moved = moved
         self._pending = bytearray()  # client input the engine has not seen yet
 
     async def run(self) -> None:
@@ -134,6 +143,9 @@ class Pop3Conversation:
         """Feed the engine line by line until it has something to do; None once we hang up."""
         while True:
             while self._pending:
+                if self._moved is not None and self._session.state is Pop3State.TRANSACTION and self._moved():
+                    await self._conn.write(MOVED)
+                    return None
                 end = self._pending.find(b"\n")
                 cut = len(self._pending) if end == -1 else end + 1
                 chunk = bytes(self._pending[:cut])

@@ -6,7 +6,10 @@ module answers its decisions from the directory and the mailbox databases mounte
   MaxConnectionsPerUser, then the maildrop lock (RFC 1939 §8, [IN-USE] per RFC 2449 §8.1.2),
   then a snapshot of the Inbox (maildrop.py);
 - RETR/TOP: the message bytes, or "-ERR" when IMAP expunged it meanwhile;
-- QUIT: the marked messages are removed (RFC 1939 §6) and the lock released.
+- QUIT: the marked messages are removed (RFC 1939 §6) and the lock released; while
+  `courriel mailbox move` fences the mailbox nothing is removed and QUIT answers [SYS/TEMP];
+- a mailbox moved to another database (or its database dismounted here) ends the session at
+  the next command with [SYS/TEMP], so the client reconnects to the new place (placement.py).
 Settings are read from the directory snapshot for each new connection, so `courriel
 pop-settings set` applies to the next one. Clients normally reach this service through the
 Client Access front end (courriel.clientaccess.pop3), which logs in here with the client's
@@ -19,10 +22,12 @@ import logging
 import ssl
 from collections.abc import Callable
 
+from courriel.mailbox.fence import is_fenced
 from courriel.mailbox.store import MailboxDatabase
 from courriel.org.snapshot import DirectorySnapshot
 from courriel.proto.pop3 import DecideLogin, LoginResult, Pop3Session
 from courriel.security.throttle import LoginThrottle
+from courriel.services.placement import FENCED_TEXT, Placement, Placements
 from courriel.services.pop3.connection import (
     TEMPORARY_FAILURE,
     TOO_MANY_CONNECTIONS,
@@ -56,6 +61,7 @@ class Pop3Service:
     ) -> None:
         self.login = DirectoryLogin(snapshot, throttle, "pop")
         self.databases = databases
+        self.placements = Placements(snapshot, databases)
         self.locks = locks or MaildropLocks()
         self.counter = SessionCounter()
         self.listeners = StreamListeners("pop3-backend", self._serve, tls, reuse_port=reuse_port)
@@ -79,7 +85,7 @@ class Pop3Service:
         try:
             session = Pop3Session(engine_settings(settings, connection))
             handler = _MaildropSession(self, ip)
-            await Pop3Conversation(connection, session, handler, Timeouts.of(settings)).run()
+            await Pop3Conversation(connection, session, handler, Timeouts.of(settings), handler.moved).run()
         finally:
             self.counter.leave(ip)
 
@@ -93,6 +99,7 @@ class _MaildropSession:
         self._user: str | None = None  # counted against MaxConnectionsPerUser
         self._locked: str | None = None  # the maildrop we hold
         self._drop: StoreMaildrop | None = None
+        self._placement: Placement | None = None
 
     async def login(self, decision: DecideLogin, connection: Connection) -> LoginResult | Handover:
         service = self._service
@@ -123,6 +130,7 @@ class _MaildropSession:
             log.exception("POP3 login for %s: cannot read the maildrop", recipient.primary_address)
             self.finish()
             return LoginResult(ok=False, error=TEMPORARY_FAILURE)
+        self._placement = Placement(recipient.id, guid, recipient.database, db)
         log.info(
             "POP3 login %s from %s: %d messages", recipient.primary_address, self._ip, len(self._drop.entries)
         )
@@ -134,8 +142,18 @@ class _MaildropSession:
 
     async def commit(self, deletions: list[str]) -> str | None:
         assert self._drop is not None
-        await self._drop.remove(deletions)
+        try:
+            await self._drop.remove(deletions)
+        except Exception as exc:
+            if not is_fenced(exc):
+                raise
+            log.info("POP3 QUIT: the mailbox is fenced by a move, nothing removed")
+            return FENCED_TEXT
         return None
+
+    def moved(self) -> bool:
+        placement = self._placement
+        return placement is not None and self._service.placements.moved(placement)
 
     def finish(self) -> None:
         if self._locked is not None:

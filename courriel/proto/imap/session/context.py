@@ -32,6 +32,7 @@ from courriel.proto.imap.session.selected import SelectedView
 INBOX_HIGH_WATER: Final = 256 * 1024  # stop reading the socket beyond this much unframed input
 FLUSH_AT: Final = 256 * 1024  # hand output to the wire once this much is waiting
 PRE_AUTH_LITERAL: Final = 64 * 1024  # no APPEND before login: bound what a stranger can send
+MOVED_TEXT: Final = "mailbox moved, please reconnect"
 
 
 class State(Enum):
@@ -149,6 +150,7 @@ class Session:
         "_paused",
         "_idling",
         "_waiter",
+        "moved",
     )
 
     def __init__(self, config: SessionConfig, wire: Wire, authenticator: Authenticator, peer: str) -> None:
@@ -175,6 +177,7 @@ class Session:
         self._paused = False
         self._idling = False
         self._waiter: asyncio.Future[None] | None = None
+        self.moved = False  # the mailbox lives elsewhere now: BYE at the next command or in IDLE
 
     # ---- extensions --------------------------------------------------------------------------
 
@@ -265,6 +268,17 @@ class Session:
         if self._idling:
             self._wake()
 
+    def relocated(self) -> None:
+        """Called by the service when the logged-in mailbox moved to another database or server:
+        the session ends with `BYE [UNAVAILABLE]` at the next command (IDLE at once), so the
+        client reconnects and is routed to the new place."""
+        self.moved = True
+        if self._idling:
+            self._wake()
+
+    def bye_moved(self) -> None:
+        self.bye(MOVED_TEXT, rc.UNAVAILABLE)
+
     # ---- input ---------------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
@@ -339,7 +353,7 @@ class Session:
             return Wake.EOF
         if self._stopping:
             return Wake.STOP
-        if changes and self.changed:
+        if changes and (self.changed or self.moved):
             return Wake.CHANGE
         return None
 
@@ -377,7 +391,7 @@ class Session:
         if len(self.out) >= FLUSH_AT:
             await self.flush()
 
-    def bye(self, text: str) -> None:
+    def bye(self, text: str, code: str | None = None) -> None:
         """`* BYE` and the logout state (RFC 9051 §7.1.5)."""
-        self.emit(w.untagged_status("BYE", text))
+        self.emit(w.untagged_status("BYE", text, code))
         self.state = State.LOGOUT

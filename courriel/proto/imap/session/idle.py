@@ -8,7 +8,9 @@ seconds (or what `poll_every` says) for changes made by other processes — anot
 local delivery — which cannot notify us (the IMAP service sets it to infinity: its per-process
 change feed wakes the session instead, services/imap/feed.py). RFC 2177 §3: a client
 re-issues IDLE at least every 29 minutes; the authenticated timeout (30 minutes by default)
-counts from the start of this IDLE, so a client that never sends DONE is logged out.
+counts from the start of this IDLE, so a client that never sends DONE is logged out. A
+mailbox moved to another database ends the IDLE with `BYE [UNAVAILABLE]` as soon as the
+service notices (`Session.relocated`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ async def idle(s: Session, cmd: c.Idle) -> Done | None:
     try:
         poll = True  # RFC 2177 §3: report what is pending at once
         while True:
+            if s.moved:  # the mailbox moved away (context.py): reconnect to the new place
+                s.bye_moved()
+                return None
             await sync(s, expunge=True, poll=poll)
             if s.state is State.LOGOUT:
                 return None  # the selected mailbox was deleted: BYE was sent

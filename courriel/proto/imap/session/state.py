@@ -6,7 +6,8 @@ SEARCH; UID forms excepted), §5.4 (autologout timer: `pre_auth_timeout` before 
 minutes after, per Set-ImapSettings). Every command ends with its tagged completion after the
 untagged updates of the selected folder (updates.py). A handler's refusal becomes NO or BAD;
 any other exception is logged and answered NO [SERVERBUG], and the session goes on: nothing a
-client sends can end it abnormally. Too many bad commands or failed logins close it politely.
+client sends can end it abnormally. Too many bad commands or failed logins close it politely,
+and a session whose mailbox moved away ends with `BYE [UNAVAILABLE]` at its next command.
 
 Usage by the I/O layer:
 
@@ -156,6 +157,9 @@ class ImapSession(Session):
             self.bye("Too many invalid commands")
 
     async def _command(self, event: CommandReceived) -> None:
+        if self.moved:  # the mailbox moved since login: the client must reconnect (context.py)
+            self.bye_moved()
+            return
         try:
             cmd = parse_command(event.command)
         except ParseError as exc:
