@@ -16,10 +16,12 @@ through `AsyncConnection.run_sync` over asyncpg.
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
+from queue import SimpleQueue
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection, create_engine, event
@@ -48,9 +50,7 @@ class Database:
         self.reader = reader
         self._sync_reader = sync_reader
         self._threads = (
-            ThreadPoolExecutor(READ_POOL_SIZE, thread_name_prefix=f"mailbox-{name}-read")
-            if sync_reader is not None
-            else None
+            ReadThreads(READ_POOL_SIZE, f"mailbox-{name}-read") if sync_reader is not None else None
         )
         # The writer runs on a loop of its own: deliveries are not slowed by the server's sessions.
         self.committer = GroupCommitter(engine, name=f"mailbox-{name}", own_loop=True)
@@ -117,14 +117,87 @@ class Database:
             with sync_reader.connect() as conn:
                 return work(conn)  # the pool's reset on return ends the transaction
 
-        return await asyncio.get_running_loop().run_in_executor(threads, run)
+        return await threads.submit(run)
 
     async def close(self) -> None:
         await self.committer.close()  # disposes the writer engine on its own loop
         await self.reader.dispose()
         if self._sync_reader is not None and self._threads is not None:
-            self._threads.shutdown(wait=True)
+            self._threads.shutdown()
             self._sync_reader.dispose()
+
+
+Job = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[[], Any]]
+
+
+class ReadThreads:
+    """The threads that run `read_sync` work, each waiting on a queue of its own.
+
+    A job goes to the thread that went idle last (its connection and caches are warm) and wakes
+    it alone; with ThreadPoolExecutor's one shared queue a hop woke more than one worker to fight
+    for the GIL, which was most of a one-row read's cost. Jobs wait in a backlog while every
+    thread is busy, and the next thread to finish takes them in order."""
+
+    def __init__(self, size: int, name: str) -> None:
+        self._lock = threading.Lock()
+        self._queues: list[SimpleQueue[Job | None]] = [SimpleQueue() for _ in range(size)]
+        self._idle = list(self._queues)
+        self._backlog: deque[Job] = deque()
+        self._threads = [
+            threading.Thread(target=self._work, args=(q,), name=f"{name}-{k}", daemon=True)
+            for k, q in enumerate(self._queues)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        job: Job = (loop, future, fn)
+        with self._lock:
+            if not self._idle:
+                self._backlog.append(job)
+                return future
+            queue = self._idle.pop()
+        queue.put(job)
+        return future
+
+    def _work(self, queue: SimpleQueue[Job | None]) -> None:
+        job: Job | None = None
+        while True:
+            if job is None:
+                job = queue.get()
+                if job is None:
+                    return
+            loop, future, fn = job
+            try:
+                outcome: tuple[Any, BaseException | None] = (fn(), None)
+            except BaseException as exc:  # handed to the awaiting task, as an executor does
+                outcome = (None, exc)
+            try:
+                loop.call_soon_threadsafe(_settle, future, *outcome)
+            except RuntimeError:  # the loop is closed: nobody awaits the result any more
+                pass
+            with self._lock:
+                job = self._backlog.popleft() if self._backlog else None
+                if job is None:
+                    self._idle.append(queue)
+
+    def shutdown(self) -> None:
+        """Let the threads finish their work (and the backlog), then end them."""
+        for queue in self._queues:
+            queue.put(None)
+        for thread in self._threads:
+            thread.join()
+
+
+def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(value)
 
 
 def _sqlite_sync_reader(aiosqlite_url: str) -> Engine:

@@ -545,10 +545,11 @@ class CachedBlobs:
     (bodies delivered before a database had a store of its own all live in the fallback)."""
 
     def __init__(self, blobs: BlobStore) -> None:
-        self._stores: list[BlobStore] = []
+        # With BlobStore.path's layout as a string format: a pathlib join costs more than the read.
+        self._stores: list[tuple[BlobStore, str | None]] = []
         store: BlobStore | None = blobs
         while store is not None:
-            self._stores.append(store)
+            self._stores.append((store, _path_format(store)))
             store = store.fallback
 
     def get(self, digest: str, size: int) -> bytes | None:
@@ -556,9 +557,10 @@ class CachedBlobs:
         the disk). A file of another size (or none) is None too: the ordinary read decides."""
         if _NOWAIT is None:
             return None
-        for k, store in enumerate(self._stores):
+        for k, (store, fmt) in enumerate(self._stores):
             try:
-                fd = os.open(store.path(digest), os.O_RDONLY)
+                path = store.path(digest) if fmt is None else fmt % (digest[:2], digest[2:4], digest)
+                fd = os.open(path, os.O_RDONLY)
             except FileNotFoundError:
                 continue
             except OSError:
@@ -576,6 +578,13 @@ class CachedBlobs:
         finally:
             os.close(fd)
         return bytes(memoryview(buffer)[:size]) if read == size else None
+
+
+def _path_format(store: BlobStore) -> str | None:
+    """`root/ab/cd/abcd…` as a %-format, when the store lays its files out as BlobStore does."""
+    if type(store).path is not BlobStore.path:
+        return None
+    return os.path.join(os.fspath(store.root).replace("%", "%%"), "%s", "%s", "%s")
 
 
 def _read_found(blobs: BlobStore, digests: Sequence[str]) -> dict[str, bytes]:

@@ -43,7 +43,13 @@ _MONTHS: Final = (
 
 def literal(data: bytes, binary: bool = False) -> bytes:
     """A literal, or literal8 (`~{n}`) for BINARY data (RFC 3516 §4.3)."""
-    return (b"~{%d}\r\n" if binary else b"{%d}\r\n") % len(data) + data
+    return literal_head(data, binary) + data
+
+
+def literal_head(data: bytes, binary: bool = False) -> bytes:
+    """What goes before a literal's bytes: a caller that writes the bytes itself (a FETCH body)
+    does not copy them into a new string first."""
+    return (b"~{%d}\r\n" if binary else b"{%d}\r\n") % len(data)
 
 
 def quoted(data: bytes) -> bytes:
@@ -226,4 +232,8 @@ def atom_or_quoted(value: str) -> bytes:
 def binary(data: bytes) -> bytes:
     """BINARY[…] content: literal8 when it holds NUL (RFC 3516 §4.3 requires it then) or other
     8-bit data (as Dovecot does), else an ordinary literal."""
-    return literal(data, binary=not data.isascii() or b"\x00" in data)
+    return literal(data, binary=binary_needs_literal8(data))
+
+
+def binary_needs_literal8(data: bytes) -> bool:
+    return not data.isascii() or b"\x00" in data

@@ -47,6 +47,7 @@ STRUCTURE_ITEMS: Final = frozenset({"ENVELOPE", "BODYSTRUCTURE"})
 _RFC822_SECTIONS: Final = {"RFC822.HEADER": Section((), "HEADER"), "RFC822.TEXT": Section((), "TEXT")}
 _VIEW_FORMATS: Final = {"UID": b"UID %d", "FLAGS": b"FLAGS %s", "MODSEQ": b"MODSEQ (%d)"}
 FLAGS_ITEM: Final = FetchAtt("FLAGS")
+FIRST_BODY_BATCH: Final = 50  # about FLUSH_AT of bodies of a usual size
 
 
 def _needs_bytes(att: FetchAtt) -> bool:
@@ -197,7 +198,11 @@ async def _fetch_batches(
     """Answer batch by batch; True when some messages no longer exist (or cannot be read).
     Rows without bytes are small: the next batch's are read while this one is answered."""
     plan = _Plan(atts, seen_now)
-    batches = [positions[start : start + BATCH] for start in range(0, len(positions), BATCH)]
+    # Bodies go out after a small first batch: the client reads them while the rest is read.
+    head = FIRST_BODY_BATCH if plan.needs_bytes and not plan.headers_only else BATCH
+    batches = [positions[start : start + BATCH] for start in range(head, len(positions), BATCH)]
+    if positions:
+        batches.insert(0, positions[:head])
     ahead = not plan.needs_bytes or plan.headers_only
     missing = False
     pending: asyncio.Future[Rows] | None = None
@@ -263,7 +268,15 @@ async def _answer(
                 continue
             message = _Message(meta, data, fresh.get(meta.digest))
             items = plan.with_flags if i in plan.seen_now else plan.atts
-            s.emit(w.fetch_joined(i + 1, b" ".join([_item(s, view, a, i, message) for a in items])))
+            # The line is made whole before any of it is emitted (an item may refuse), and the
+            # message bytes go straight into the output buffer: one copy, not five.
+            parts = [b"* %d FETCH (" % (i + 1)]
+            for a in items:
+                parts += _item(s, view, a, i, message)
+                parts.append(b" ")
+            parts[-1] = b")\r\n"
+            for part in parts:
+                s.emit(part)
             await s.flush_if_large()  # the client reads while the rest is made
     return missing
 
@@ -284,33 +297,40 @@ def _absent(meta: MetaView, fresh: dict[str, Analysis]) -> bool:
     return (meta.envelope is None or meta.bodystructure is None) and meta.digest not in fresh
 
 
-def _item(s: Session, view: SelectedView, att: FetchAtt, i: int, m: _Message) -> bytes:
+def _item(s: Session, view: SelectedView, att: FetchAtt, i: int, m: _Message) -> tuple[bytes, ...]:
+    """One item of a FETCH line, in pieces to be written one after the other (a literal's
+    bytes are a piece of their own, never copied into a bigger string)."""
     name = att.name
     if name == "UID":
-        return b"UID %d" % view.uids[i]
+        return (b"UID %d" % view.uids[i],)
     if name == "FLAGS":
-        return b"FLAGS " + view.flags_item(i, not s.rev2)
+        return (b"FLAGS ", view.flags_item(i, not s.rev2))
     if name == "MODSEQ":
-        return b"MODSEQ (%d)" % view.modseqs[i]
+        return (b"MODSEQ (%d)" % view.modseqs[i],)
     if name == "INTERNALDATE":
-        return b"INTERNALDATE " + w.date_time(m.meta.internaldate)
+        return (b"INTERNALDATE ", w.date_time(m.meta.internaldate))
     if name == "RFC822.SIZE":
-        return b"RFC822.SIZE %d" % m.meta.size
+        return (b"RFC822.SIZE %d" % m.meta.size,)
     if name in STRUCTURE_ITEMS:
-        return name.encode() + b" " + m.cached(name)
+        return (name.encode(), b" ", m.cached(name))
     if name == "RFC822":
-        return b"RFC822 " + w.literal(m.raw)
+        return _literal(b"RFC822 ", m.raw)
     if name in _RFC822_SECTIONS:
-        return name.encode() + b" " + w.literal(m.section(_RFC822_SECTIONS[name]))
+        return _literal(name.encode() + b" ", m.section(_RFC822_SECTIONS[name]))
     if att.section is None:  # BODY: the non-extensible structure
-        return b"BODY " + body_structure(m.raw, False, m.root)
+        return (b"BODY ", body_structure(m.raw, False, m.root))
     label = _label(att)
     if name == "BODY":
-        return label + b" " + w.literal(partial(m.section(att.section), att.partial))
+        return _literal(label + b" ", partial(m.section(att.section), att.partial))
     try:
         content = binary_content(m.raw, m.root, att.section.part)
     except SectionError as exc:
         raise no(exc.text, exc.code) from None
     if name == "BINARY.SIZE":
-        return label + b" %d" % len(content)
-    return label + b" " + w.binary(partial(content, att.partial))
+        return (label + b" %d" % len(content),)
+    content = partial(content, att.partial)
+    return _literal(label + b" ", content, w.binary_needs_literal8(content))
+
+
+def _literal(label: bytes, data: bytes, binary: bool = False) -> tuple[bytes, ...]:
+    return (label, w.literal_head(data, binary), data)
