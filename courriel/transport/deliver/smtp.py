@@ -79,9 +79,10 @@ MAX_RCPTS_PER_TRANSACTION = 100  # RFC 5321 §4.5.3.1.8: every server takes at l
 TOO_BIG = "552 5.3.4 Message size exceeds the limit for this destination"
 NO_CONNECTOR = "451 4.4.0 The send connector for this destination is no longer available"
 _EVENTS = {"relayed": "SEND", "retry": "DEFER", "failed": "FAIL"}
-# Between servers of the organization a deferral is most often a restart: try again within 30 s
-# rather than on the Internet backoff, so mail flows again as soon as the server is back.
-INTRA_ORG_RETRY = 30.0
+# Between servers of the organization a deferral is most often a restart, or the peer's
+# MaxInboundConnectionPerSource while a backlog drains: try again at the next queue scan rather
+# than on the Internet backoff, so mail flows again as soon as the server can take it.
+INTRA_ORG_RETRY = 5.0
 
 
 @dataclass(slots=True)
