@@ -130,9 +130,12 @@ def test_mailbox_move_under_traffic(engine: tuple[str, list[str]], tmp_path: Pat
             send(smtp_port, f"before {n}")
         imap = imap_login(imap_port)
         wait_for(lambda: len(inbox(imap)) == 8, "the first messages")
-        assert imap.store("1:3", "+FLAGS", "(\\Flagged $Project)")[0] == "OK"
+        # Two workers deliver in parallel: find each message by its subject, not its position.
+        numbers = {n: imap.search(None, "SUBJECT", f'"before {n}"')[1][0].decode() for n in range(4)}
+        flag = ",".join(numbers[n] for n in range(3))
+        assert imap.store(flag, "+FLAGS", "(\\Flagged $Project)")[0] == "OK"
         assert imap.create("Archive")[0] == "OK"
-        assert imap.copy("4", "Archive")[0] == "OK"
+        assert imap.copy(numbers[3], "Archive")[0] == "OK"
         assert imap.subscribe("Archive")[0] == "OK"
         imap.logout()
 
