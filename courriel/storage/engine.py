@@ -12,6 +12,8 @@ several statements sees one consistent state. Keep read transactions short (pitf
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,8 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
+
+WAL_ATTEMPTS = 50  # tries of the switch to WAL (about 25 s in all) before the error stands
 
 
 def async_url(url: str, base_dir: Path | None = None) -> str:
@@ -44,11 +48,24 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # Leave transaction control to us (the documented SQLAlchemy recipe for SQLite).
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA busy_timeout=30000")  # first: a new file's switch to WAL waits for others too
-    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    _switch_to_wal(cur)
     cur.execute("PRAGMA synchronous=FULL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+def _switch_to_wal(cur: Any) -> None:
+    """SQLite answers "database is locked" at once, without its busy handler, when several
+    connections switch a new file to WAL together (a server's workers on first start): retry."""
+    for attempt in range(WAL_ATTEMPTS):
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == WAL_ATTEMPTS - 1:
+                raise
+            time.sleep(0.02 * (attempt + 1))
 
 
 def _sqlite_begin(conn: Any) -> None:
