@@ -42,15 +42,15 @@ import httpx
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from courriel.clientaccess.locator import BackendLocator, Endpoint
-from courriel.core.ports import SERVICES, Role, offset_port
+from courriel.clientaccess.locator import BackendLocator, Endpoint, backend_port
+from courriel.core.ports import offset_port
 from courriel.org.model import Recipient, RecipientKind
 from courriel.org.snapshot import DirectorySnapshot
 from courriel.security.passwords import averify_password
 from courriel.security.throttle import LoginThrottle
 from courriel.services.http.applications import AUTODISCOVER, OWA, Match, match
 from courriel.services.http.identity import AUTHENTICATED_USER, MAILBOX_GUID, PREFIX
-from courriel.services.pop3.logins import DirectoryLogin
+from courriel.services.pop3.logins import DirectoryLogin, login_failed
 from courriel.transport.deliver.source import source_address
 
 log = logging.getLogger(__name__)
@@ -103,18 +103,10 @@ class ClientGone(Exception):
     """The client disconnected while its request body was being forwarded."""
 
 
-def service_port(name: str, tls: bool) -> int:
-    """A Mailbox service's port in the ports table: the TLS one (444) or the plain one (81)."""
-    for svc in SERVICES:
-        if svc.role is Role.MAILBOX and svc.name == name and (svc.tls == "implicit") == tls:
-            return svc.port
-    raise ValueError(f"no {'TLS' if tls else 'plain'} Mailbox service named {name!r}")
-
-
 def plain_endpoint(endpoint: Endpoint) -> Endpoint:
     """The back end's plain-HTTP port (81) on the server `endpoint` (its 444) is on: same offset."""
-    offset = endpoint.port - service_port(BACKEND, tls=True)
-    return replace(endpoint, port=offset_port(service_port(BACKEND, tls=False), offset))
+    offset = endpoint.port - backend_port(BACKEND)
+    return replace(endpoint, port=offset_port(backend_port(BACKEND, tls=False), offset))
 
 
 # ---- authentication ---------------------------------------------------------------------------
@@ -177,23 +169,16 @@ class BasicLogin:
         """The mailbox these credentials open, or None (after the throttle's delay)."""
         if self._throttle.blocked(ip, username):
             log.info("http login for %r from %s refused: throttled", username, ip)
-            await self._fail(ip, username, record=False)
+            await login_failed(self._throttle, ip, username, record=False, sleep=self._sleep)
             return None
         recipient = http_allowed(self._names.find(username))
         stored = recipient.password_hash if recipient is not None else None
         if not await averify_password(stored, password) or recipient is None:
             log.info("http login for %r from %s failed: bad credentials", username, ip)
-            await self._fail(ip, username)
+            await login_failed(self._throttle, ip, username, sleep=self._sleep)
             return None
         self._throttle.record_success(ip, username)
         return recipient
-
-    async def _fail(self, ip: str, username: str, *, record: bool = True) -> None:
-        if record:
-            self._throttle.record_failure(ip, username)
-        delay = self._throttle.delay_for(ip, username)
-        if delay > 0:
-            await self._sleep(delay)
 
 
 # ---- port 80 ----------------------------------------------------------------------------------
@@ -447,12 +432,13 @@ class HttpProxy:
             port=endpoint.port,
             raw_path=raw_path + (b"?" + query if query else b""),
         )
-        client = ClientSide(receive, has_body(scope))
+        body = has_body(scope)
+        client = ClientSide(receive, body)
         request = self.client.build_request(
             scope["method"],
             url,
             headers=forwarded_headers(scope, user),
-            content=client.chunks() if has_body(scope) else None,
+            content=client.chunks() if body else None,
         )
         # The client may leave while the back end still works (an ActiveSync Ping waits up to
         # an hour): then the back-end request is dropped at once rather than run to its end.

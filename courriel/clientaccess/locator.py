@@ -32,12 +32,13 @@ from courriel.transport.route.organization import connector_targets, receive_con
 WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 
 
-def backend_port(service: str) -> int:
-    """The implicit-TLS port of a Mailbox back-end service ("imap-backend", "pop3-backend")."""
+def backend_port(service: str, *, tls: bool = True) -> int:
+    """A Mailbox back-end service's port in the ports table ("imap-backend", "http-backend" …):
+    its implicit-TLS one (1993, 444), or with `tls=False` its plain one (81)."""
     for svc in SERVICES:
-        if svc.role is Role.MAILBOX and svc.name == service and svc.tls == "implicit":
+        if svc.role is Role.MAILBOX and svc.name == service and (svc.tls == "implicit") == tls:
             return svc.port
-    raise ValueError(f"no implicit-TLS Mailbox service named {service!r}")
+    raise ValueError(f"no {'implicit-TLS' if tls else 'plain'} Mailbox service named {service!r}")
 
 
 @dataclass(frozen=True, slots=True)

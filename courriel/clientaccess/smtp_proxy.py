@@ -49,8 +49,8 @@ from courriel.transport.deliver.organization import INTRA_ORG
 from courriel.transport.deliver.session import Endpoint as SessionEndpoint
 from courriel.transport.deliver.session import SessionFailed, SessionOpener, TlsContexts
 from courriel.transport.dsn import Notice, RecipientNotice, build_dsn, wants_notice
-from courriel.transport.firewall import admit, strip_internal
-from courriel.transport.receive.headers import header_facts, received_header, with_protocol
+from courriel.transport.firewall import admit_transaction, strip_internal
+from courriel.transport.receive.headers import header_facts, trace
 
 log = logging.getLogger(__name__)
 BACKEND_TIMEOUT = 120.0  # per reply; the back end's commit is an fsync'ed group commit
@@ -67,16 +67,14 @@ class BackEndDeferred(TransientError):
 
     def __init__(self, reply: Reply, detail: str | None = None) -> None:
         reply = as_transient(reply)
-        super().__init__(describe(reply), detail)
-        self.reply = reply
+        super().__init__(describe(reply), detail, reply=reply)
 
 
 class BackEndRefused(PermanentError):
     """The next hop refused the message: its 5xx is the client's answer."""
 
     def __init__(self, reply: Reply, detail: str | None = None) -> None:
-        super().__init__(describe(reply), detail)
-        self.reply = reply
+        super().__init__(describe(reply), detail, reply=reply)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +106,7 @@ class Part:
     esmtp: bool = True
     smtputf8: bool = False
     mail_params: Mapping[str, Any] = field(default_factory=dict)
+    auth_password: str | None = field(default=None, repr=False)  # never kept: a Part is not relayed as a user
 
     @classmethod
     def of(cls, tx: Transaction, recipients: Sequence[EnvelopeRecipient]) -> Part:
@@ -155,10 +154,12 @@ class FrontEndTransport:
         """Relay one transaction; raises BackEndDeferred (4xx) or BackEndRefused (5xx)."""
         stamp = new_id()
         if self.is_outbound_proxy(tx.connector):  # leaving the organization
-            data = self._trace(tx, stamp) + strip_internal(tx.data)
+            data = trace(tx, by=self.fqdn, queue_id=stamp) + strip_internal(tx.data)
             result = await self._outbound(tx, data)
         else:
-            data = self._trace(tx, stamp) + self._admit(tx, stamp)
+            # the header firewall at the organization's door: the Mailbox server trusts what we relay
+            admitted = admit_transaction(tx, source=self.fqdn, network_message_id=stamp)
+            data = trace(tx, by=self.fqdn, queue_id=stamp) + admitted
             result = await self.relay.relay(tx, data, self._backend_hops(tx))
         return await self._answer(tx, data, result, stamp)
 
@@ -170,34 +171,6 @@ class FrontEndTransport:
         """Is this the server's "Outbound Proxy Frontend" (mail leaving for the Internet)?"""
         name = OUTBOUND_PROXY_FRONTEND.format(server=self.server)
         return connector is not None and connector.casefold() == name.casefold()
-
-    def _admit(self, tx: Transaction, stamp: str) -> bytes:
-        """The header firewall (transport/firewall.py) at the organization's door: the Mailbox
-        server trusts what we relay, so the internal fields are ours to set here."""
-        return admit(
-            tx.data,
-            from_server=tx.auth_server is not None,
-            auth_as="Internal" if tx.auth_user else "Anonymous",
-            source=self.fqdn,
-            network_message_id=stamp,
-        )
-
-    def _trace(self, tx: Transaction, stamp: str) -> bytes:
-        """Our Received field (RFC 5321 §4.4): the front end is a hop like any other."""
-        return received_header(
-            helo=tx.helo,
-            client_ip=tx.client_ip,
-            by=self.fqdn,
-            protocol=with_protocol(
-                esmtp=tx.esmtp,
-                tls=tx.tls_version is not None,
-                auth=tx.auth_user is not None or tx.auth_server is not None,
-                utf8=tx.smtputf8,
-            ),
-            queue_id=stamp,
-            recipient=tx.recipients[0].address if len(tx.recipients) == 1 else None,
-            tls_version=tx.tls_version,
-        )
 
     async def _answer(self, tx: Transaction, data: bytes, result: Relayed, stamp: str) -> Handed:
         unsettled = result.refused + [(r, result.last_error) for r in result.pending]
@@ -224,7 +197,7 @@ class FrontEndTransport:
     def _backend_hops(self, tx: Transaction) -> list[Hop]:
         view = self.directory()
         if tx.auth_user is not None:
-            password: str | None = getattr(tx, "auth_password", None)
+            password = tx.auth_password
             if password is None:  # the receive side did not keep them: no back end would take it as the user's
                 log.error("%s: no credentials kept for %s; the submission is deferred", tx.connector, tx.auth_user)
                 return []

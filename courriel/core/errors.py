@@ -6,14 +6,18 @@ never naming configuration or internals; and `detail`, for the log and the track
 
 from __future__ import annotations
 
+from courriel.core.replies import Reply
+
 
 class CourrielError(Exception):
-    """Base of every error Courriel raises on purpose."""
+    """Base of every error Courriel raises on purpose. `reply`, when set, is the exact SMTP
+    answer for the client (a front end passing on its back end's)."""
 
-    def __init__(self, public: str, detail: str | None = None) -> None:
+    def __init__(self, public: str, detail: str | None = None, *, reply: Reply | None = None) -> None:
         super().__init__(detail or public)
         self.public = public
         self.detail = detail or public
+        self.reply = reply
 
 
 class TransientError(CourrielError):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Literal
 
 MB = 1024 * 1024
 
@@ -112,6 +113,15 @@ class MailboxDatabase:
     issue_warning_quota: int | None = 1945 * MB  # Exchange 2013 database defaults
     prohibit_send_quota: int | None = 2048 * MB
     prohibit_send_receive_quota: int | None = 2355 * MB
+
+
+QuotaName = Literal["issue_warning_quota", "prohibit_send_quota", "prohibit_send_receive_quota"]
+
+
+def quota_in_force(recipient: Recipient | None, database: MailboxDatabase | None, name: QuotaName) -> int | None:
+    """A mailbox quota as Exchange applies it: the mailbox's own, else its database's (None: no limit)."""
+    own = getattr(recipient, name) if recipient is not None else None
+    return own if own is not None else (getattr(database, name) if database is not None else None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import email.utils
 from datetime import UTC, datetime
 
-from courriel.transport.receive.headers import header_facts
+from courriel.transport.receive.headers import ReceivedTransaction, header_facts
 
 PREFIX = b"x-courriel-organization-"
 AUTH_AS = "X-Courriel-Organization-AuthAs"
@@ -58,3 +58,15 @@ def admit(data: bytes, *, from_server: bool, auth_as: str, source: str, network_
         f"{ARRIVAL}: {email.utils.format_datetime(datetime.now(UTC))}\r\n"
     )
     return fields.encode("ascii", "replace") + strip_internal(data)
+
+
+def admit_transaction(tx: ReceivedTransaction, *, source: str, network_message_id: str) -> bytes:
+    """`admit` for a transaction as a receive connector took it: from a server of the organization
+    when one proved itself (mutual TLS), "Internal" when a user authenticated."""
+    return admit(
+        tx.data,
+        from_server=tx.auth_server is not None,
+        auth_as="Internal" if tx.auth_user else "Anonymous",
+        source=source,
+        network_message_id=network_message_id,
+    )

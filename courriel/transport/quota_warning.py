@@ -30,7 +30,7 @@ from email.message import EmailMessage
 from typing import Protocol
 
 from courriel.core.ids import new_message_id
-from courriel.org.model import MailboxDatabase, Recipient
+from courriel.org.model import MailboxDatabase, Recipient, quota_in_force
 from courriel.org.quota_warnings import Claim
 from courriel.transport.categorize.resolver import DirectoryView, EnvelopeRecipient, postmaster_address
 from courriel.transport.service import Accepted, Submission
@@ -64,13 +64,10 @@ class Limits:
 
     @classmethod
     def of(cls, recipient: Recipient, database: MailboxDatabase | None) -> Limits:
-        def pick(own: int | None, name: str) -> int | None:
-            return own if own is not None else (getattr(database, name) if database is not None else None)
-
         return cls(
-            pick(recipient.issue_warning_quota, "issue_warning_quota"),
-            pick(recipient.prohibit_send_quota, "prohibit_send_quota"),
-            pick(recipient.prohibit_send_receive_quota, "prohibit_send_receive_quota"),
+            quota_in_force(recipient, database, "issue_warning_quota"),
+            quota_in_force(recipient, database, "prohibit_send_quota"),
+            quota_in_force(recipient, database, "prohibit_send_receive_quota"),
         )
 
     def warns_at(self, size: int) -> bool:

@@ -25,14 +25,9 @@ from courriel.storage.blobs import BlobStore
 from courriel.transport.categorize.resolver import Categorized, Categorizer, DirectoryView, EnvelopeRecipient
 from courriel.transport.deliver.local import LocalDelivery
 from courriel.transport.deliver.smtp import SmtpDelivery
-from courriel.transport.firewall import admit
+from courriel.transport.firewall import admit_transaction
 from courriel.transport.queue.store import QueuedMessage, QueuedRecipient, QueueStore, RecipientResult
-from courriel.transport.receive.headers import (
-    header_facts,
-    received_header,
-    submission_headers,
-    with_protocol,
-)
+from courriel.transport.receive.headers import header_facts, submission_headers, trace
 from courriel.transport.reports import Outcome, Reporter
 from courriel.transport.retry import expiry_error, is_expired
 from courriel.transport.route.nexthop import (
@@ -177,28 +172,9 @@ class TransportService:
         message_id = facts.message_id
         if sub.is_submission:
             added, message_id = submission_headers(facts, self.fqdn)
-        trace = received_header(
-            helo=sub.helo,
-            client_ip=sub.client_ip,
-            by=self.fqdn,
-            protocol=with_protocol(
-                esmtp=sub.esmtp,
-                tls=sub.tls_version is not None,
-                auth=sub.auth_user is not None or sub.auth_server is not None,
-                utf8=sub.smtputf8,
-            ),
-            queue_id=queue_id,
-            recipient=sub.recipients[0].address if len(sub.recipients) == 1 else None,
-            tls_version=sub.tls_version,
-        )
-        data = admit(  # the header firewall (transport/firewall.py)
-            sub.data,
-            from_server=sub.auth_server is not None,
-            auth_as="Internal" if sub.auth_user else "Anonymous",
-            source=self.fqdn,
-            network_message_id=queue_id,
-        )
-        return trace + added + data, message_id, facts.subject
+        received = trace(sub, by=self.fqdn, queue_id=queue_id)
+        data = admit_transaction(sub, source=self.fqdn, network_message_id=queue_id)  # the header firewall
+        return received + added + data, message_id, facts.subject
 
     async def submit(self, sub: Submission) -> Accepted:
         """Commit a message durably; raises TransientError if that cannot be done (the client gets 451)."""

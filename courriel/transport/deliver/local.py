@@ -26,15 +26,21 @@ from courriel.mailbox.fence import is_fenced
 from courriel.mailbox.model import DeliveryRequest
 from courriel.mailbox.store import MailboxDatabase
 from courriel.org.model import MailboxDatabase as DatabaseInfo
-from courriel.org.model import Recipient
+from courriel.org.model import Recipient, quota_in_force
 from courriel.storage.blobs import BlobRef, BlobStore
 from courriel.transport.queue.store import QueuedMessage, QueuedRecipient, QueueStore, RecipientResult
 from courriel.transport.tracking import TrackingLog
 
 log = logging.getLogger(__name__)
-RETRY_AFTER = 60.0  # seconds before a failed local delivery is tried again
+RETRY_FIRST = 5.0  # seconds before a failed local delivery is first tried again: most failures
+RETRY_AFTER = 60.0  # (a lost connection, a deadlock) are over by then; later ones back off to this
 MOVE_RETRY = 5.0  # seconds: a mailbox move's final step is short
 DUPLICATE_WINDOW = 7 * 86400.0  # seconds a delivered Message-ID is remembered per mailbox
+
+
+def retry_at(rcpt: QueuedRecipient) -> float:
+    """When a local delivery that failed for a passing reason is tried again: 5 s, doubling to 60 s."""
+    return time.time() + min(RETRY_FIRST * 2 ** min(rcpt.attempts, 8), RETRY_AFTER)
 
 
 def delivery_key(msg: QueuedMessage, guid: str) -> str:
@@ -105,18 +111,14 @@ class LocalDelivery:
 
     def _quota(self, rcpt: QueuedRecipient, db_name: str) -> int | None:
         view = self.directory()
-        recipient = view.recipient(rcpt.address)
-        if recipient is not None and recipient.prohibit_send_receive_quota is not None:
-            return recipient.prohibit_send_receive_quota
-        db = view.database(db_name)
-        return db.prohibit_send_receive_quota if db is not None else None
+        return quota_in_force(view.recipient(rcpt.address), view.database(db_name), "prohibit_send_receive_quota")
 
     async def _one(self, msg: QueuedMessage, rcpt: QueuedRecipient) -> RecipientResult:
         assert rcpt.id is not None
         db_name = self._database_name(rcpt)
         db = self.databases(db_name)
         if db is None or rcpt.target is None:
-            return RecipientResult(rcpt.id, "retry", f"451 4.4.0 Mailbox database {db_name} is not mounted here", time.time() + RETRY_AFTER)
+            return RecipientResult(rcpt.id, "retry", f"451 4.4.0 Mailbox database {db_name} is not mounted here", retry_at(rcpt))
         request = DeliveryRequest(
             guid=rcpt.target,
             owner=rcpt.address,
@@ -134,7 +136,7 @@ class LocalDelivery:
             if is_fenced(exc):
                 return RecipientResult(rcpt.id, "retry", "451 4.2.0 Mailbox is being moved; try again shortly", time.time() + MOVE_RETRY)
             log.warning("delivery of %s to %s failed: %s", msg.id, rcpt.address, exc)
-            return RecipientResult(rcpt.id, "retry", f"451 4.3.0 Mailbox database error: {type(exc).__name__}", time.time() + RETRY_AFTER)
+            return RecipientResult(rcpt.id, "retry", f"451 4.3.0 Mailbox database error: {type(exc).__name__}", retry_at(rcpt))
         if result.status in ("delivered", "duplicate"):
             return RecipientResult(rcpt.id, "delivered", "250 2.0.0 Delivered" if result.status == "delivered" else "250 2.0.0 Duplicate delivery suppressed")
         if result.status == "quota_exceeded":

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import email.utils
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 from courriel.core.address import AddressError, parse_domain
 from courriel.core.ids import new_message_id
@@ -91,6 +93,54 @@ def received_header(
     date = _now()
     text = f"Received: {from_part}\r\n\tby {by} (Courriel) with {protocol}{tls_part} id {queue_id}{for_part};\r\n\t{date}\r\n"
     return text.encode("utf-8")
+
+
+class _Addressed(Protocol):
+    @property
+    def address(self) -> str: ...
+
+
+class ReceivedTransaction(Protocol):
+    """An SMTP transaction as a receive connector took it: what its Received field and the header
+    firewall (transport/firewall.py) read. transport/service.py's Submission and the front end's
+    Transaction (clientaccess/smtp_relay.py) both are one."""
+
+    @property
+    def data(self) -> bytes: ...
+    @property
+    def recipients(self) -> Sequence[_Addressed]: ...
+    @property
+    def client_ip(self) -> str: ...
+    @property
+    def helo(self) -> str | None: ...
+    @property
+    def auth_user(self) -> str | None: ...
+    @property
+    def auth_server(self) -> str | None: ...
+    @property
+    def tls_version(self) -> str | None: ...
+    @property
+    def esmtp(self) -> bool: ...
+    @property
+    def smtputf8(self) -> bool: ...
+
+
+def trace(tx: ReceivedTransaction, *, by: str, queue_id: str) -> bytes:
+    """The Received field this hop (`by`) adds to the transaction it took, under `queue_id`."""
+    return received_header(
+        helo=tx.helo,
+        client_ip=tx.client_ip,
+        by=by,
+        protocol=with_protocol(
+            esmtp=tx.esmtp,
+            tls=tx.tls_version is not None,
+            auth=tx.auth_user is not None or tx.auth_server is not None,
+            utf8=tx.smtputf8,
+        ),
+        queue_id=queue_id,
+        recipient=tx.recipients[0].address if len(tx.recipients) == 1 else None,
+        tls_version=tx.tls_version,
+    )
 
 
 def _now() -> str:

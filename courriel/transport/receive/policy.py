@@ -25,10 +25,12 @@ from courriel.core.replies import Reply
 from courriel.org.model import (
     DomainType,
     MailboxDatabase,
+    QuotaName,
     ReceiveConnector,
     Recipient,
     RecipientKind,
     TransportConfig,
+    quota_in_force,
 )
 from courriel.proto.smtp import Envelope, MailParams, RcptParams, SessionInfo
 from courriel.security.passwords import averify_password
@@ -171,12 +173,9 @@ class ReceivePolicy:
             return R.SEND_QUOTA_EXCEEDED
         return R.SENDER_OK
 
-    async def _over_quota(self, recipient: Recipient, quota: str) -> bool:
+    async def _over_quota(self, recipient: Recipient, quota: QuotaName) -> bool:
         """ProhibitSendQuota or ProhibitSendReceiveQuota reached: the mailbox's own, else its database's."""
-        limit = getattr(recipient, quota)
-        if limit is None:
-            database = self.ctx.directory().database(recipient.database or "")
-            limit = getattr(database, quota) if database is not None else None
+        limit = quota_in_force(recipient, self.ctx.directory().database(recipient.database or ""), quota)
         if limit is None:
             return False
         size = await self.ctx.mailbox_size(recipient)
@@ -263,10 +262,10 @@ class ReceivePolicy:
             accepted = await self.ctx.sink.submit(sub)
         except TransientError as exc:
             log.warning("%s: %s", self.connector.name, exc.detail)
-            return getattr(exc, "reply", None) or R.STORE_FAILED
+            return exc.reply or R.STORE_FAILED
         except PermanentError as exc:  # a next hop's refusal, passed on by a front end
             log.info("%s: %s", self.connector.name, exc.detail)
-            return getattr(exc, "reply", None) or Reply(554, "5.0.0", exc.public)
+            return exc.reply or Reply(554, "5.0.0", exc.public)
         return R.queued(accepted.message_id, accepted.queue_id)
 
 
