@@ -39,6 +39,17 @@ class CacheEntry:
     text: str | None = None
     header: str | None = None  # the raw header block, Latin-1
 
+    def row(self) -> dict[str, str | None]:
+        """The entry as `mbx_analysis` column values (schema.py), without `updated`."""
+        return {
+            "digest": self.digest,
+            "envelope": self.envelope,
+            "bodystructure": self.bodystructure,
+            "headers": self.headers,
+            "text": self.text,
+            "header": self.header,
+        }
+
 
 Analyser = Callable[[str, bytes], CacheEntry]
 

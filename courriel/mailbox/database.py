@@ -24,13 +24,13 @@ from pathlib import Path
 from queue import SimpleQueue
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Connection, create_engine, event
+from sqlalchemy import Connection, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from courriel.core.errors import CourrielError
 from courriel.mailbox.schema import COMPONENT, STEPS
-from courriel.storage.engine import async_url, is_sqlite, open_engine, open_reader
+from courriel.storage.engine import async_url, is_sqlite, open_engine, open_reader, open_sync_sqlite_reader
 from courriel.storage.groupcommit import GroupCommitter
 from courriel.storage.migrations import migrate
 
@@ -202,22 +202,12 @@ def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None
 
 def _sqlite_sync_reader(aiosqlite_url: str) -> Engine:
     """pysqlite connections on the same file, set up as storage/engine.py sets its readers up."""
-    path = aiosqlite_url[len("sqlite+aiosqlite:///") :]
-    engine = create_engine(f"sqlite:///{path}", pool_size=READ_POOL_SIZE, max_overflow=READ_POOL_SIZE)
+    engine = open_sync_sqlite_reader(aiosqlite_url[len("sqlite+aiosqlite:///") :], pool_size=READ_POOL_SIZE)
 
     @event.listens_for(engine, "connect")
-    def pragmas(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None  # transactions are ours: a deferred BEGIN below
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA busy_timeout=30000")
-        cur.execute("PRAGMA query_only=ON")
+    def mmap(dbapi_conn: Any, _record: Any) -> None:
         # Reads through a memory map, not read() into SQLite's page cache: SEARCH TEXT scans
         # the stored text of a whole folder (65 MB for 10,000 messages), ~30% faster mapped.
-        cur.execute(f"PRAGMA mmap_size={READ_MMAP_SIZE}")
-        cur.close()
-
-    @event.listens_for(engine, "begin")
-    def begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN")  # deferred: a WAL read snapshot, no write lock
+        dbapi_conn.execute(f"PRAGMA mmap_size={READ_MMAP_SIZE}")
 
     return engine

@@ -157,18 +157,7 @@ async def _store_analysis(
     if not fresh:
         return
     stmt = dialect_insert(conn, analysis).on_conflict_do_nothing(index_elements=["digest"])
-    rows = [
-        {
-            "digest": e.digest,
-            "envelope": e.envelope,
-            "bodystructure": e.bodystructure,
-            "headers": e.headers,
-            "text": e.text,
-            "header": e.header,
-            "updated": now,
-        }
-        for e in fresh.values()
-    ]
+    rows = [{**e.row(), "updated": now} for e in fresh.values()]
     for part in chunks(rows, 100):  # texts can be large: bounded statements
         await conn.execute(stmt, list(part))
 

@@ -76,6 +76,15 @@ async def _ensure_trigger(conn: AsyncConnection) -> None:
 STEPS: list[Step] = [create_tables(metadata)]
 
 
+async def moved_away(conn: AsyncConnection, guid: str) -> bool:
+    """Has this mailbox been moved out of the database `conn` reads (a MOVED tombstone)?"""
+    has_fences = await conn.run_sync(lambda sync: sync.dialect.has_table(sync, fences.name))
+    if not has_fences:  # no mailbox ever moved out of this database
+        return False
+    state = (await conn.execute(select(fences.c.state).where(fences.c.guid == guid))).scalar()
+    return state == MOVED
+
+
 def is_fenced(exc: BaseException) -> bool:
     """True if a write failed because the mailbox is fenced (being moved, or moved away)."""
     return FENCED in str(exc)

@@ -159,7 +159,7 @@ async def set_cache(conn: AsyncConnection, entries: Sequence[dict[str, Any]], no
     keep["updated"] = stmt.excluded.updated
     await conn.execute(
         stmt.on_conflict_do_update(index_elements=["digest"], set_=keep),
-        [{"header": None, **entry, "updated": now} for entry in entries],
+        [{**entry, "updated": now} for entry in entries],
     )
 
 

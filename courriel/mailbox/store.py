@@ -10,7 +10,6 @@ tree, messages, expunge, query, snapshots, pop, quota), so that the rules live i
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -21,7 +20,7 @@ from typing import TypeVar
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from courriel.mailbox import criteria, expunge, folders, messages, pop, query, quota, tree
+from courriel.mailbox import criteria, expunge, fence, folders, messages, pop, query, quota, tree
 from courriel.mailbox.allocate import by_id
 from courriel.mailbox.analysis import Analyser, DeliveryAnalysis, imap_analysis
 from courriel.mailbox.analysis import CacheEntry as CacheEntry  # re-exported: callers import it from here
@@ -42,9 +41,17 @@ from courriel.mailbox.model import (
     to_epoch,
 )
 from courriel.mailbox.names import normalize_name
-from courriel.mailbox.notify import POLL_INTERVAL, Change, ChangeHub, Subscription, Target, wait_for_change
+from courriel.mailbox.notify import (
+    POLL_INTERVAL,
+    Change,
+    ChangeHub,
+    FeedKey,
+    Subscription,
+    Target,
+    wait_for_change,
+)
 from courriel.mailbox.snapshots import KnownRow, KnownRows, SnapshotCache
-from courriel.storage.blobs import BlobRef, BlobStore
+from courriel.storage.blobs import NOWAIT, BlobRef, BlobStore, CachedBlobs
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -359,7 +366,7 @@ class MailboxDatabase:
 
         def both(c: Connection) -> tuple[list[MessageMeta], dict[str, bytes]]:
             metas = rows(c)
-            return metas, _read_found(self.blobs, leading(metas))
+            return metas, self.blobs.get_many_sync(leading(metas))
 
         metas, found = await self._read_sync(both)
         self._known.learn(folder_id, metas)
@@ -377,7 +384,7 @@ class MailboxDatabase:
         instead of blocking when a page is not cached. A cached 14 KB body reads in about
         12 µs, where a hop to a read thread costs 60-70 µs and the metadata query 60 µs more.
         The caller must know the UIDs still exist (nothing was expunged since its view)."""
-        if len(uids) > NOW_MAX_MESSAGES or not _NOWAIT or type(self.blobs).get_sync is not BlobStore.get_sync:
+        if len(uids) > NOW_MAX_MESSAGES or not NOWAIT or type(self.blobs).get_sync is not BlobStore.get_sync:
             return None
         rows = self._known.rows(folder_id, uids)
         if rows is None or sum(r.size for r in rows) > NOW_MAX_BYTES:
@@ -472,17 +479,7 @@ class MailboxDatabase:
         await self.set_cache_many([CacheEntry(digest, envelope, bodystructure, headers, text, header)])
 
     async def set_cache_many(self, entries: Sequence[CacheEntry]) -> None:
-        rows = [
-            {
-                "digest": e.digest,
-                "envelope": e.envelope,
-                "bodystructure": e.bodystructure,
-                "headers": e.headers,
-                "text": e.text,
-                "header": e.header,
-            }
-            for e in entries
-        ]
+        rows = [e.row() for e in entries]
         if rows:
             await self._db.write(lambda c: messages.set_cache(c, rows, self._now()))
 
@@ -505,6 +502,15 @@ class MailboxDatabase:
     async def change_counter(self, guid: str, folder_id: int | None = None) -> int | None:
         """The folder's HIGHESTMODSEQ, or the mailbox's change counter; None if it does not exist."""
         return await self._read_sync(lambda c: query.change_counter(c, guid, folder_id))
+
+    async def moved_away(self, guid: str) -> bool:
+        """Was this mailbox moved out of this database (the tombstone of `mailbox move`)?"""
+        async with self._db.read() as conn:
+            return await fence.moved_away(conn, guid)
+
+    async def change_counters(self, keys: Sequence[FeedKey]) -> dict[FeedKey, int | None]:
+        """`change_counter` of each (guid, folder id), in one read (the change feed's poll)."""
+        return await self._read_sync(lambda c: {key: query.change_counter(c, *key) for key in keys})
 
     async def wait_for_change(
         self, guid: str, folder_id: int | None, timeout: float, *, since: int | None = None
@@ -535,67 +541,6 @@ class MailboxDatabase:
 # there, CPU only, as answering them does, where the read thread takes 17 ms of GIL ping-pong.
 NOW_MAX_MESSAGES = 500
 NOW_MAX_BYTES = 4 * 1024 * 1024
-_NOWAIT = getattr(os, "RWF_NOWAIT", None)
-
-
-class CachedBlobs:
-    """Blob bytes read only from the OS file cache (`get`), looking where `BlobStore.get_sync`
-    looks: the store, then its fallbacks. Blobs are named by their digest, so the bytes are
-    the same in whichever store holds them: the one that held the last blob is tried first
-    (bodies delivered before a database had a store of its own all live in the fallback)."""
-
-    def __init__(self, blobs: BlobStore) -> None:
-        # With BlobStore.path's layout as a string format: a pathlib join costs more than the read.
-        self._stores: list[tuple[BlobStore, str | None]] = []
-        store: BlobStore | None = blobs
-        while store is not None:
-            self._stores.append((store, _path_format(store)))
-            store = store.fallback
-
-    def get(self, digest: str, size: int) -> bytes | None:
-        """The blob's `size` bytes if all are in the OS file cache, else None (never waits for
-        the disk). A file of another size (or none) is None too: the ordinary read decides."""
-        if _NOWAIT is None:
-            return None
-        for k, (store, fmt) in enumerate(self._stores):
-            try:
-                path = store.path(digest) if fmt is None else fmt % (digest[:2], digest[2:4], digest)
-                fd = os.open(path, os.O_RDONLY)
-            except FileNotFoundError:
-                continue
-            except OSError:
-                return None
-            if k:
-                self._stores.insert(0, self._stores.pop(k))
-            break
-        else:
-            return None
-        try:
-            buffer = bytearray(size + 1)  # one more: a longer file is not the row's bytes
-            read = os.preadv(fd, [buffer], 0, _NOWAIT)
-        except OSError:  # EAGAIN: not cached; EOPNOTSUPP: a file system without RWF_NOWAIT
-            return None
-        finally:
-            os.close(fd)
-        return bytes(memoryview(buffer)[:size]) if read == size else None
-
-
-def _path_format(store: BlobStore) -> str | None:
-    """`root/ab/cd/abcd…` as a %-format, when the store lays its files out as BlobStore does."""
-    if type(store).path is not BlobStore.path:
-        return None
-    return os.path.join(os.fspath(store.root).replace("%", "%%"), "%s", "%s", "%s")
-
-
-def _read_found(blobs: BlobStore, digests: Sequence[str]) -> dict[str, bytes]:
-    """BlobStore.get_many's work, for a caller already in a worker thread."""
-    found: dict[str, bytes] = {}
-    for digest in digests:
-        try:
-            found[digest] = blobs.get_sync(digest)
-        except OSError:
-            log.error("message bytes %s are missing from the blob store %s", digest, blobs.root)
-    return found
 
 
 def _result(placed: Placed) -> DeliveryResult:

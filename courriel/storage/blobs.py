@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 DIGEST = re.compile(r"[0-9a-f]{64}")
 TRASH = "gc."  # prefix of a blob renamed aside by `collect` (in tmp/)
 _trash_names = itertools.count()
+NOWAIT = getattr(os, "RWF_NOWAIT", None)  # Linux: reads that fail rather than wait for the disk
 IO_THREADS = 16  # concurrent messages' fsyncs overlap instead of queueing behind each other
 
 
@@ -127,19 +128,19 @@ class BlobStore:
     async def has(self, digest: str) -> bool:
         return await asyncio.get_running_loop().run_in_executor(self._io, self.owns, digest)
 
+    def get_many_sync(self, digests: Iterable[str]) -> dict[str, bytes]:
+        """The bytes of each digest found; missing ones are logged and left out."""
+        found: dict[str, bytes] = {}
+        for digest in dict.fromkeys(digests):
+            try:
+                found[digest] = self.get_sync(digest)
+            except OSError:
+                log.error("message bytes %s are missing from the blob store %s", digest, self.root)
+        return found
+
     async def get_many(self, digests: Iterable[str]) -> dict[str, bytes]:
-        """The bytes of each digest found, in one worker-thread hop; missing ones are logged and left out."""
-
-        def read_all() -> dict[str, bytes]:
-            found: dict[str, bytes] = {}
-            for digest in dict.fromkeys(digests):
-                try:
-                    found[digest] = self.get_sync(digest)
-                except OSError:
-                    log.error("message bytes %s are missing from the blob store %s", digest, self.root)
-            return found
-
-        return await asyncio.get_running_loop().run_in_executor(self._io, read_all)
+        """`get_many_sync` in one worker-thread hop."""
+        return await asyncio.get_running_loop().run_in_executor(self._io, self.get_many_sync, digests)
 
     async def copy_from(self, source: BlobStore, ref: BlobRef) -> None:
         """Make `ref` durable here, taken from `source` (local delivery, mailbox and database moves).
@@ -363,3 +364,52 @@ async def open_database_blobs(url: str, base_dir: Path | None, shared: BlobStore
     from courriel.storage.pgblobs import PgBlobStore  # PostgreSQL only; keeps asyncpg out of file stores
 
     return await PgBlobStore.open(url, fallback=shared)
+
+
+class CachedBlobs:
+    """Blob bytes read only from the OS file cache (`get`), looking where `BlobStore.get_sync`
+    looks: the store, then its fallbacks. Blobs are named by their digest, so the bytes are
+    the same in whichever store holds them: the one that held the last blob is tried first
+    (bodies delivered before a database had a store of its own all live in the fallback)."""
+
+    def __init__(self, blobs: BlobStore) -> None:
+        # With BlobStore.path's layout as a string format: a pathlib join costs more than the read.
+        self._stores: list[tuple[BlobStore, str | None]] = []
+        store: BlobStore | None = blobs
+        while store is not None:
+            self._stores.append((store, _path_format(store)))
+            store = store.fallback
+
+    def get(self, digest: str, size: int) -> bytes | None:
+        """The blob's `size` bytes if all are in the OS file cache, else None (never waits for
+        the disk). A file of another size (or none) is None too: the ordinary read decides."""
+        if NOWAIT is None:
+            return None
+        for k, (store, fmt) in enumerate(self._stores):
+            try:
+                path = store.path(digest) if fmt is None else fmt % (digest[:2], digest[2:4], digest)
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            except OSError:
+                return None
+            if k:
+                self._stores.insert(0, self._stores.pop(k))
+            break
+        else:
+            return None
+        try:
+            buffer = bytearray(size + 1)  # one more: a longer file is not the row's bytes
+            read = os.preadv(fd, [buffer], 0, NOWAIT)
+        except OSError:  # EAGAIN: not cached; EOPNOTSUPP: a file system without RWF_NOWAIT
+            return None
+        finally:
+            os.close(fd)
+        return bytes(memoryview(buffer)[:size]) if read == size else None
+
+
+def _path_format(store: BlobStore) -> str | None:
+    """`root/ab/cd/abcd…` as a %-format, when the store lays its files out as BlobStore does."""
+    if type(store).path is not BlobStore.path:
+        return None
+    return os.path.join(os.fspath(store.root).replace("%", "%%"), "%s", "%s", "%s")

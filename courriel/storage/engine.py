@@ -132,6 +132,14 @@ def open_sync_sqlite(path: Path) -> Engine:
     return engine
 
 
+def open_sync_sqlite_reader(path: str, *, pool_size: int) -> Engine:
+    """A synchronous read-only engine on a SQLite file, its connections set up as `open_reader`'s."""
+    engine = create_engine(f"sqlite:///{path}", pool_size=pool_size, max_overflow=pool_size)
+    event.listen(engine, "connect", _reader_pragmas)
+    event.listen(engine, "begin", _reader_begin)
+    return engine
+
+
 def database_name(url: str) -> str:
     """The database part of a URL, for messages."""
     return make_url(url).database or url

@@ -207,6 +207,10 @@ class Account(Protocol):
         """A cheap poll; None once the folder is gone."""
         ...
 
+    async def moved_away(self) -> bool:
+        """Was the whole mailbox moved to another database (not just a folder deleted)?"""
+        ...
+
     async def message_meta(
         self, folder_id: int, uids: Sequence[int], *, analysis: bool, text: bool, header: bool = False
     ) -> Sequence[MetaView]:

@@ -204,6 +204,9 @@ class StoreAccount:
     async def highest_modseq(self, folder_id: int) -> int | None:
         return await self._db.change_counter(self._guid, folder_id)
 
+    async def moved_away(self) -> bool:
+        return await self._db.moved_away(self._guid)
+
     @_mapped()
     async def message_meta(
         self, folder_id: int, uids: Sequence[int], *, analysis: bool, text: bool, header: bool = False

@@ -14,11 +14,10 @@ knows, so a change committed between the two is not lost.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 
 from courriel.mailbox.model import FolderSnapshot
-from courriel.mailbox.notify import ChangeFeed, Counters, FeedKey, FeedWatch, Subscription
+from courriel.mailbox.notify import ChangeFeed, FeedWatch, Subscription
 from courriel.mailbox.store import MailboxDatabase
 from courriel.services.imap.account import RecentRegistry, StoreAccount
 from courriel.services.placement import Placement
@@ -34,23 +33,13 @@ class ProcessFeeds:
     def of(self, db: MailboxDatabase) -> ChangeFeed:
         feed = self._feeds.get(db.name)
         if feed is None:
-            feed = self._feeds[db.name] = ChangeFeed(_counters(db), self.interval)
+            feed = self._feeds[db.name] = ChangeFeed(db.change_counters, self.interval)
         return feed
 
     async def close(self) -> None:
         for feed in self._feeds.values():
             await feed.close()
         self._feeds.clear()
-
-
-def _counters(db: MailboxDatabase) -> Counters:
-    """One reading per watched folder, all at once (the store has no batch read of counters)."""
-
-    async def read(keys: Sequence[FeedKey]) -> Mapping[FeedKey, int | None]:
-        values = await asyncio.gather(*(db.change_counter(guid, folder) for guid, folder in keys))
-        return dict(zip(keys, values, strict=True))
-
-    return read
 
 
 class Watches:

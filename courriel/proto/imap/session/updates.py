@@ -35,7 +35,7 @@ async def sync(s: Session, *, expunge: bool, poll: bool = False) -> None:
     if poll and not s.changed:
         current = await account.highest_modseq(view.folder_id)
         if current is None:
-            _folder_gone(s)
+            await _folder_gone(s)
             return
         s.changed = current != view.modseq
     announce: list[int] = []
@@ -44,7 +44,7 @@ async def sync(s: Session, *, expunge: bool, poll: bool = False) -> None:
         try:
             changes = await account.changes_since(view.folder_id, view.modseq)
         except BackendError:
-            _folder_gone(s)
+            await _folder_gone(s)
             return
         announce = _apply(s, view, account, changes)
     _emit(s, view, expunge, announce)
@@ -110,7 +110,16 @@ def _emit(s: Session, view: SelectedView, expunge: bool, announce: list[int]) ->
             s.emit(view.flags_fetch(i, uid=True, modseq=s.condstore, with_recent=not s.rev2))
 
 
-def _folder_gone(s: Session) -> None:
-    """The selected folder was deleted elsewhere: nothing sensible remains (as Dovecot does)."""
+async def _folder_gone(s: Session) -> None:
+    """The selected folder vanished: deleted elsewhere (nothing sensible remains, as Dovecot
+    does), or the whole mailbox was moved to another database, which the client must reconnect
+    to — whichever of the change feed and the placement watch notices first."""
+    try:
+        moved = s.account is not None and await s.account.moved_away()
+    except Exception:  # its database is gone too (dismounted): the client must go elsewhere
+        moved = True
     s.deselect()
-    s.bye("Selected mailbox was deleted, have to disconnect")
+    if moved:
+        s.bye_moved()
+    else:
+        s.bye("Selected mailbox was deleted, have to disconnect")

@@ -137,6 +137,7 @@ class Mailbox:
     """One user's mailbox, shared by every session of that user."""
 
     def __init__(self, *, recent_from_start: bool = True) -> None:
+        self.moved_away = False  # the whole mailbox went to another database (mailbox move)
         self.folders: dict[str, Folder] = {}
         self.subscriptions: set[str] = set()
         self.blobs: dict[str, bytes] = {}
@@ -325,6 +326,9 @@ class FakeAccount:
         ]
         gone = sorted(uid for uid, ms in f.expunged if ms > modseq)
         return Changes(changed, gone, f.highestmodseq, f.uidnext)
+
+    async def moved_away(self) -> bool:
+        return self.box.moved_away
 
     async def highest_modseq(self, folder_id: int) -> int | None:
         self.box.calls["highest_modseq"] += 1

@@ -128,3 +128,23 @@ async def test_selected_mailbox_deleted_elsewhere_ends_the_session(
         == b"* BYE Selected mailbox was deleted, have to disconnect\r\nn1 OK NOOP completed\r\n"
     )
     await asyncio.wait_for(a.task, 1)
+
+
+async def test_selected_mailbox_gone_with_a_mailbox_move_asks_to_reconnect(
+    client: MakeClient, mailbox: Mailbox
+) -> None:
+    """The folder vanished because the whole mailbox moved (whichever watch saw it first): the
+    client is told to reconnect, not that its folder was deleted."""
+    a = await client()
+    await a.login()
+    await a.send(b"c1 CREATE Shared")
+    await a.select(b"Shared")
+    b = await client()
+    await b.login()
+    mailbox.moved_away = True
+    await b.send(b"d1 DELETE Shared")
+    assert (
+        await a.send(b"n1 NOOP")
+        == b"* BYE [UNAVAILABLE] mailbox moved, please reconnect\r\nn1 OK NOOP completed\r\n"
+    )
+    await asyncio.wait_for(a.task, 1)
