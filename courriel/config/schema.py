@@ -69,3 +69,8 @@ class ServerConfig:
 
     def port(self, port: int) -> int:
         return port + self.port_offset
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """Where other servers reach this one: its listen addresses; a wildcard names none."""
+        return tuple(a for a in self.listen if a not in ("0.0.0.0", "::"))

@@ -154,8 +154,14 @@ def _to_connector(
 ) -> Iterator[Flow]:
     """Flows to a default receive connector of `server`, one per port it binds."""
     connector = org.connector(server, template)
-    if connector is None:
-        return
+    if connector is not None:
+        yield from _connector_flows(section, purpose, source, server, connector)
+
+
+def _connector_flows(
+    section: str, purpose: str, source: Endpoint, server: Server, connector: ReceiveConnector
+) -> Iterator[Flow]:
+    """Flows to this receive connector of `server`, one per port it binds."""
     for port, where in listeners(server, connector):
         yield Flow(
             section,
@@ -205,13 +211,8 @@ def client_flows(org: _Org) -> Iterator[Flow]:
             yield _to_service(CLIENTS, INTERNET, cas, service)
         frontend = org.connector(cas, ports.CLIENT_FRONTEND)
         if frontend is not None:
-            yield from _to_connector(
-                org,
-                CLIENTS,
-                "Authenticated SMTP client submission",
-                remote_sources(frontend),
-                cas,
-                ports.CLIENT_FRONTEND,
+            yield from _connector_flows(
+                CLIENTS, "Authenticated SMTP client submission", remote_sources(frontend), cas, frontend
             )
 
 
@@ -223,16 +224,10 @@ def _transport(org: _Org, source: Endpoint, mailbox: Server, purpose: str) -> It
 def inbound_flows(org: _Org) -> Iterator[Flow]:
     for cas in org.client_access:
         door = org.connector(cas, ports.DEFAULT_FRONTEND)
-        if (
-            door is not None and cas.site.casefold() not in org.edge_sites
-        ):  # an Edge takes the Internet's mail
-            yield from _to_connector(
-                org,
-                MAIL_FLOW,
-                "Inbound mail from the Internet (anonymous)",
-                remote_sources(door),
-                cas,
-                ports.DEFAULT_FRONTEND,
+        # Where the site has an Edge, the Edge takes the Internet's mail.
+        if door is not None and cas.site.casefold() not in org.edge_sites:
+            yield from _connector_flows(
+                MAIL_FLOW, "Inbound mail from the Internet (anonymous)", remote_sources(door), cas, door
             )
     for cas in org.client_access:
         for mailbox in org.mailbox:
@@ -339,13 +334,8 @@ def edge_flows(org: _Org) -> Iterator[Flow]:
         members = [m for m in org.mailbox if m.site.casefold() == site.casefold()]
         door = org.connector(edge, ports.EDGE_DEFAULT)
         if door is not None:
-            yield from _to_connector(
-                org,
-                EDGE_FLOW,
-                "Inbound mail from the Internet (anonymous)",
-                remote_sources(door),
-                edge,
-                ports.EDGE_DEFAULT,
+            yield from _connector_flows(
+                EDGE_FLOW, "Inbound mail from the Internet (anonymous)", remote_sources(door), edge, door
             )
         inbound = ports.EDGESYNC_INBOUND.format(site=site)
         for mailbox in members:
@@ -400,19 +390,7 @@ def added_flows(org: _Org) -> Iterator[Flow]:
             else:
                 section = MAIL_FLOW
             purpose = connector.comment or "Receive connector added by an administrator"
-            service = SERVICE_OF_ROLE[connector.transport_role]
-            for port, where in listeners(server, connector):
-                yield Flow(
-                    section,
-                    purpose,
-                    "tcp",
-                    port,
-                    ports.offset_port(port, server.port_offset),
-                    remote_sources(connector),
-                    where,
-                    connector.name,
-                    service,
-                )
+            yield from _connector_flows(section, purpose, remote_sources(connector), server, connector)
 
 
 def organization_flows(snapshot: DirectorySnapshot, server: str | None = None) -> list[Flow]:

@@ -347,7 +347,6 @@ class RecipientOps(DirectoryStore):
         Compare-and-set: refused unless the mailbox is still in `expected` (another move or an
         admin got there first), so two moves of one mailbox cannot both switch it.
         """
-        db = t.mailbox_databases
         async with self._write() as conn:
             found = await find_recipient(conn, key, RecipientKind.MAILBOX)
             if (found.database or "").casefold() != expected.casefold():
@@ -355,14 +354,8 @@ class RecipientOps(DirectoryStore):
                     f"{found.primary_address} is in database {found.database}, not {expected}: "
                     "it was moved meanwhile"
                 )
-            row = (
-                await conn.execute(select(db.c.id, db.c.mounted).where(db.c.name_key == name_key(database)))
-            ).first()
-            if row is None:
-                raise NotFound(f"no mailbox database named {database!r}")
-            if not row.mounted:
-                raise PermanentError(f"mailbox database {database} is dismounted; mount it first")
-            await conn.execute(update(t.recipients).where(t.recipients.c.id == found.id).values(database_id=row.id))
+            target = await _pick_database(conn, database)
+            await conn.execute(update(t.recipients).where(t.recipients.c.id == found.id).values(database_id=target))
             return (await load_recipients(conn, t.recipients.c.id == found.id))[0]
 
     async def database_for(self, recipient: Recipient | str) -> MailboxDatabase:

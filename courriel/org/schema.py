@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from courriel.storage.migrations import Step, create_tables
+from courriel.storage.migrations import Step, add_table, create_tables
 
 COMPONENT = "directory"
 
@@ -186,13 +186,8 @@ def _initial(create: Step) -> Step:
     return step
 
 
-async def _add_certificate_authority(conn: AsyncConnection) -> None:
-    # A new directory has the table from step 1 already (it is in `metadata`): checkfirst.
-    await conn.run_sync(lambda c: certificate_authority.create(c, checkfirst=True))
-
-
-async def _add_quota_warnings(conn: AsyncConnection) -> None:
-    await conn.run_sync(lambda c: quota_warnings.create(c, checkfirst=True))
-
-
-MIGRATIONS: list[Step] = [_initial(create_tables(metadata)), _add_certificate_authority, _add_quota_warnings]
+MIGRATIONS: list[Step] = [
+    _initial(create_tables(metadata)),
+    add_table(certificate_authority),
+    add_table(quota_warnings),
+]

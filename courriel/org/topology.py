@@ -188,26 +188,17 @@ class TopologyOps(DirectoryStore):
             )
             return (await load_databases(conn, name))[0]
 
-    async def mount_database(self, name: str, server: str | None = None) -> MailboxDatabase:
-        """Mount a database, on its server or (a switchover) on another Mailbox server."""
+    async def mount_database(
+        self, name: str, server: str | None = None, *, url: str | None = None
+    ) -> MailboxDatabase:
+        """Mount a database, on its server or (a switchover) on another Mailbox server, and with
+        `url` reached there by that URL. One transaction, so no server ever sees it mounted on two
+        servers; the old server closes it and the new one opens it at their next directory poll."""
         async with self._write() as conn:
             row_id, server_id, _ = await _database_row(conn, name)
+            values: dict[str, object] = {"mounted": True, "server_id": server_id}
             if server is not None:
-                server_id = await _mailbox_server_id(conn, server)
-            await conn.execute(
-                update(t.mailbox_databases)
-                .where(t.mailbox_databases.c.id == row_id)
-                .values(mounted=True, server_id=server_id)
-            )
-            return (await load_databases(conn, name))[0]
-
-    async def move_database(self, name: str, server: str, *, url: str | None = None) -> MailboxDatabase:
-        """A switchover: the database becomes active on `server` (and, with `url`, is reached there
-        by that URL). One transaction, so no server ever sees it mounted on two servers; the old
-        server closes it and the new one opens it at their next directory poll."""
-        async with self._write() as conn:
-            row_id, _, _ = await _database_row(conn, name)
-            values: dict[str, object] = {"mounted": True, "server_id": await _mailbox_server_id(conn, server)}
+                values["server_id"] = await _mailbox_server_id(conn, server)
             if url is not None:
                 values["url"] = check_database_url(url)
             await conn.execute(

@@ -82,3 +82,13 @@ def create_tables(metadata: MetaData) -> Step:
         await conn.run_sync(lambda c: metadata.create_all(c))
 
     return step
+
+
+def add_table(table: Table) -> Step:
+    """A later step that adds one table. A database made after the table joined the component's
+    metadata has it from step 1 already: checkfirst."""
+
+    async def step(conn: AsyncConnection) -> None:
+        await conn.run_sync(lambda c: table.create(c, checkfirst=True))
+
+    return step

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from courriel.admin.cli.arguments import leaf, noun
-from courriel.admin.cli.render import emit
+from courriel.admin.cli.render import emit, progress
 from courriel.admin.commands.context import open_admin
 from courriel.admin.commands.databases import move_database_to
 from courriel.org.model import MailboxDatabase
@@ -73,10 +73,6 @@ async def run_move(args: argparse.Namespace) -> int:
         db = await move_database_to(admin, args.name, args.server, progress)
     print(_summary(db))
     return 0
-
-
-def progress(line: str) -> None:
-    print(line, flush=True)
 
 
 async def run_dismount(args: argparse.Namespace) -> int:

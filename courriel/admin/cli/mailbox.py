@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 
 from courriel.admin.cli.arguments import add_password_flags, leaf, noun, read_password
-from courriel.admin.cli.database import progress
-from courriel.admin.cli.render import emit, emit_object
+from courriel.admin.cli.render import emit, emit_object, progress
 from courriel.admin.commands import recipients as commands
 from courriel.admin.commands.context import open_admin
 from courriel.admin.commands.databases import move_mailbox_to

@@ -105,6 +105,11 @@ def print_list(pairs: Sequence[tuple[str, str]], out: TextIO | None = None) -> N
         stream.write(f"{key.ljust(width)} : {value}".rstrip() + "\n")
 
 
+def progress(line: str) -> None:
+    """A step of a long operation, shown as it happens."""
+    print(line, flush=True)
+
+
 def emit(rows: Sequence[Any], columns: Columns, as_json: bool) -> None:
     """A listing: records (dicts or directory objects) as JSON or as a table."""
     if as_json:

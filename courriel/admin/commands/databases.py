@@ -41,8 +41,14 @@ def sqlite_path(url: str) -> Path | None:
     return Path(url[len("sqlite:///") :]) if url.startswith("sqlite:///") else None
 
 
-def shared_blobs(config: ServerConfig) -> BlobStore:
-    return BlobStore(config.data_dir / "blobs")
+@asynccontextmanager
+async def shared_blobs(config: ServerConfig) -> AsyncIterator[BlobStore]:
+    """This server's shared blob store (older bodies, the queue's), closed after use."""
+    store = BlobStore(config.data_dir / "blobs")
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
 def _check_here(info: DatabaseInfo, config: ServerConfig) -> None:
@@ -63,20 +69,15 @@ def _check_here(info: DatabaseInfo, config: ServerConfig) -> None:
 async def open_side(info: DatabaseInfo, config: ServerConfig, shared: BlobStore) -> AsyncIterator[Side]:
     """A database opened from this command, with its own blob store and its move fence."""
     _check_here(info, config)
-    blobs = await open_database_blobs(info.url, config.data_dir, shared)
-    try:
-        db = await MailboxDatabase.open(info.name, info.url, config.data_dir, blobs)
-        try:
-            fence = await MoveFence.open(info.url, config.data_dir)
-            try:
-                yield Side(db, fence)
-            finally:
-                await fence.close()
-        finally:
-            await db.close()
-    finally:
+    async with contextlib.AsyncExitStack() as stack:
+        blobs = await open_database_blobs(info.url, config.data_dir, shared)
         if blobs is not shared:
-            await blobs.close()
+            stack.push_async_callback(blobs.close)
+        db = await MailboxDatabase.open(info.name, info.url, config.data_dir, blobs)
+        stack.push_async_callback(db.close)
+        fence = await MoveFence.open(info.url, config.data_dir)
+        stack.push_async_callback(fence.close)
+        yield Side(db, fence)
 
 
 async def move_mailbox_to(admin: Admin, address: str, database: str, progress: Progress) -> Recipient:
@@ -95,12 +96,15 @@ async def move_mailbox_to(admin: Admin, address: str, database: str, progress: P
     if quota is None:
         quota = target.prohibit_send_receive_quota
     progress(f"moving {recipient.primary_address} from {source.name} to {target.name}")
-    shared = shared_blobs(admin.config)
 
     async def switch() -> None:
         await directory.switch_mailbox_database(recipient.primary_address, target.name, expected=source.name)
 
-    async with open_side(source, admin.config, shared) as src, open_side(target, admin.config, shared) as dst:
+    async with (
+        shared_blobs(admin.config) as shared,
+        open_side(source, admin.config, shared) as src,
+        open_side(target, admin.config, shared) as dst,
+    ):
         copied = await move_mailbox(
             src, dst, recipient.guid, recipient.primary_address, switch=switch, quota=quota, progress=progress
         )
@@ -175,8 +179,7 @@ def _is_loopback(host: str) -> bool:
 
 async def _own_bodies(info: DatabaseInfo, config: ServerConfig, progress: Progress) -> None:
     """Copy the bodies the database still reads from this server's shared store into its own."""
-    shared = shared_blobs(config)
-    async with open_side(info, config, shared) as side:
+    async with shared_blobs(config) as shared, open_side(info, config, shared) as side:
         store = side.db.blobs
         if store is shared:
             return
@@ -211,7 +214,7 @@ async def move_database_to(admin: Admin, name: str, server: str, progress: Progr
     try:
         await _own_bodies(info, admin.config, progress)
         progress(f"mounting {info.name} on {target.name}")
-        moved = await directory.move_database(info.name, target.name, url=url if url != info.url else None)
+        moved = await directory.mount_database(info.name, target.name, url=url if url != info.url else None)
     except BaseException:
         if source is not None:
             await directory.mount_database(info.name, source)

@@ -9,20 +9,17 @@ from __future__ import annotations
 from typing import Any
 
 from courriel.admin.commands.context import Admin
+from courriel.admin.commands.databases import shared_blobs
 
 
 async def collect_garbage(admin: Admin, *, dry_run: bool = False) -> dict[str, Any]:
     """Remove finished queue messages and unreferenced blobs; what was (or would be) removed."""
-    from courriel.storage.blobs import BlobStore
     from courriel.transport.queue.gc import collect_garbage as collect
 
-    shared = BlobStore(admin.config.data_dir / "blobs")
-    try:
+    async with shared_blobs(admin.config) as shared:
         report = await collect(
             admin.config, shared, await admin.directory.list_databases(), {}, dry_run=dry_run
         )
-    finally:
-        await shared.close()
     return {
         "dry_run": dry_run,
         "queue_messages": report.messages,

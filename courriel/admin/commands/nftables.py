@@ -79,9 +79,10 @@ def _flow_comment(flow: Flow) -> str:
 
 
 def service_ports(server: Server, flows: Iterable[Flow]) -> list[int]:
-    """Every port the organization's services may use on this server, with its port_offset."""
+    """Every port the organization's services may use on this server (`flows`: those to it), with
+    its port_offset."""
     seed = {s.port for s in ports.SERVICES} | {ports.COLOCATED_TRANSPORT_PORT}
-    seed |= {f.port for f in flows if f.destination.server and f.destination.name == server.name}
+    seed |= {f.port for f in flows}
     bound = (ports.offset_port(p, server.port_offset) for p in seed)
     return sorted(p for p in bound if p <= MAX_PORT)  # a large offset pushes EdgeSync's 50636 off the range
 

@@ -23,15 +23,10 @@ from courriel.org.ipranges import parse_binding
 from courriel.org.model import AuthMechanism, ReceiveConnector, Server
 from courriel.org.snapshot import DirectorySnapshot
 
-# IMAP4 and POP3 are off until an administrator enables them (front end and back end together, §3).
 # Seed services this version does not run yet: listed (they are part of the seed's table) but
-# shown as NotAvailable. The HTTP proxy (443/80) and back end (444/81) leave the set when
-# HTTP_SERVED becomes True.
-HTTP_SERVED = True
-HTTP_SERVICES = frozenset({"http-proxy", "http-backend"})
-NOT_YET_BUILT = frozenset({"edge-transport", "edgesync-directory"}) | (
-    frozenset() if HTTP_SERVED else HTTP_SERVICES
-)
+# shown as NotAvailable.
+NOT_YET_BUILT = frozenset({"edge-transport", "edgesync-directory"})
+# IMAP4 and POP3 are off until an administrator enables them (front end and back end together, §3).
 _PROTOCOL_OF_SERVICE = {
     "imap-proxy": "imap",
     "imap-backend": "imap",

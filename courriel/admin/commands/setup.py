@@ -114,11 +114,6 @@ def write_config(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def server_addresses(config: ServerConfig) -> tuple[str, ...]:
-    """Where other servers reach this one: its listen addresses, unless it listens on all of them."""
-    return tuple(a for a in config.listen if a not in ("0.0.0.0", "::"))
-
-
 async def setup_directory(
     directory: Directory,
     config: ServerConfig,
@@ -156,7 +151,7 @@ async def setup_directory(
         config.fqdn,
         config.roles,
         config.site,
-        server_addresses(config),
+        config.addresses,
         config.port_offset,
         listen=config.listen,
     )
