@@ -13,13 +13,10 @@ from courriel.config.schema import ServerConfig
 from courriel.org.directory import Directory
 from courriel.security.orgca import OrgCredentials
 
-WILDCARD = ("0.0.0.0", "::")
-
 
 async def server_credentials(directory: Directory, config: ServerConfig) -> OrgCredentials:
     organization = await directory.organization_name() or config.name
     ca_cert, ca_key = await directory.certificate_authority(organization)
-    addresses = tuple(a for a in config.listen if a not in WILDCARD)
     return await asyncio.to_thread(
         OrgCredentials.ensure,
         config.data_dir / "tls",
@@ -27,5 +24,5 @@ async def server_credentials(directory: Directory, config: ServerConfig) -> OrgC
         ca_key,
         config.name,
         config.fqdn,
-        ("localhost", *addresses),
+        ("localhost", *config.addresses),
     )

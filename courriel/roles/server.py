@@ -27,7 +27,6 @@ import ctypes
 import logging
 import os
 import signal
-import ssl
 import sys
 import time
 from collections.abc import Callable
@@ -52,7 +51,7 @@ from courriel.security.orgca import OrgCredentials
 from courriel.security.shared_state import SharedState
 from courriel.security.slots import SharedSlots
 from courriel.security.throttle import LoginThrottle
-from courriel.security.tls import client_context, ensure_certificate, server_context
+from courriel.security.tls import ensure_certificate, server_context
 from courriel.transport.deliver.client import ProtocolLogger
 from courriel.transport.protocol_log import ProtocolLog
 from courriel.transport.receive.policy import MessageSink, ReceiveContext
@@ -83,8 +82,10 @@ class ConnectorSink:
 
     async def submit(self, sub: Submission) -> Accepted:
         frontend = self.frontend
-        local = self.transport is not None and not (frontend is not None and frontend.is_outbound_proxy(sub.connector))
-        if frontend is not None and not local and self._frontend_role(sub.connector):
+        # A Front End Transport connector relays, unless the transport shares the process and the
+        # mail stays in the organization (then the hop would change nothing but the cost).
+        relayed = self.transport is None or (frontend is not None and frontend.is_outbound_proxy(sub.connector))
+        if frontend is not None and relayed and self._frontend_role(sub.connector):
             handed = await frontend.submit(sub)
             return Accepted(handed.queue_id, handed.message_id)
         if self.transport is None:  # a Transport connector on a server without the Mailbox role
@@ -119,7 +120,7 @@ class Server:
         cfg = self.config
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         self.shared.open()
-        names = [cfg.fqdn, cfg.name, "localhost", *[a for a in cfg.listen if a not in ("0.0.0.0", "::")]]
+        names = [cfg.fqdn, cfg.name, "localhost", *cfg.addresses]
         ensure_certificate(cfg.tls_certificate, cfg.tls_key, cfg.fqdn, tuple(names[1:]))
         tls = server_context(cfg.tls_certificate, cfg.tls_key)
         self.directory = await Directory.open(cfg.directory_url, cfg.data_dir)
@@ -129,7 +130,7 @@ class Server:
                 cfg.fqdn,
                 cfg.roles,
                 cfg.site,
-                tuple(a for a in cfg.listen if a not in ("0.0.0.0", "::")),
+                cfg.addresses,
                 cfg.port_offset,
                 listen=cfg.listen,
             )
@@ -199,11 +200,7 @@ class Server:
             return lambda event, text: send_log.write(connector, session, event, text)
 
         backend_tls = credentials.client_context()
-        # As a user (Client Frontend → Client Proxy): the back end's certificate checked against
-        # the organization CA, none of ours shown, so the user's own rights apply there.
-        user_tls = client_context(verify=False)
-        user_tls.verify_mode = ssl.CERT_REQUIRED
-        user_tls.load_verify_locations(cadata=credentials.ca_pem.decode("ascii"))
+        user_tls = credentials.user_context()  # as a user: Client Frontend → Client Proxy
         return FrontEndTransport(
             server=cfg.name,
             fqdn=cfg.fqdn,

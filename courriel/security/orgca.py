@@ -10,7 +10,8 @@ Active Directory. A server certificate names its server in a URI SAN `urn:courri
 
 `OrgCredentials` gives the SSL contexts: `client_context` to reach another server (our
 certificate presented, the peer's checked against the organization CA only, no host name check
-because peers are reached by address) and `accept_servers` for listeners that admit servers.
+because peers are reached by address), `user_context` to reach one on a user's behalf (the same
+without our certificate) and `accept_servers` for listeners that admit servers.
 
 Pure crypto and files: no directory access here.
 """
@@ -18,10 +19,10 @@ Pure crypto and files: no directory access here.
 from __future__ import annotations
 
 import datetime
-import ipaddress
+import functools
 import os
 import ssl
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote
@@ -32,7 +33,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from courriel.security.tls import BACKDATE, _atomic_write, _harden, _locked, subject_alt_names
+from courriel.security.tls import (
+    BACKDATE,
+    _atomic_write,
+    _harden,
+    _locked,
+    key_usage,
+    private_key_pem,
+    subject_alt_names,
+)
 
 CA_VALIDITY = datetime.timedelta(days=20 * 365)
 SERVER_VALIDITY = datetime.timedelta(days=2 * 365)
@@ -45,24 +54,6 @@ CA_FILE = "org-ca.crt"  # for administrators and clients that check a server's c
 
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
-
-
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-
-
-def _usage(*, cert_sign: bool) -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=cert_sign,
-        crl_sign=cert_sign,
-        encipher_only=False,
-        decipher_only=False,
-    )
 
 
 def new_authority(organization: str) -> tuple[bytes, bytes]:
@@ -85,11 +76,11 @@ def new_authority(organization: str) -> tuple[bytes, bytes]:
         .not_valid_before(now - BACKDATE)
         .not_valid_after(now + CA_VALIDITY)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(_usage(cert_sign=True), critical=True)
+        .add_extension(key_usage(cert_sign=True), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
         .sign(key, hashes.SHA256())
     )
-    return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
+    return cert.public_bytes(serialization.Encoding.PEM), private_key_pem(key)
 
 
 def issue_server_certificate(
@@ -122,7 +113,7 @@ def issue_server_certificate(
         .not_valid_after(min(now + SERVER_VALIDITY, ca_cert.not_valid_after_utc))
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_usage(cert_sign=False), critical=True)
+        .add_extension(key_usage(cert_sign=False), critical=True)
         .add_extension(
             x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
         )
@@ -130,7 +121,7 @@ def issue_server_certificate(
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
+    return cert.public_bytes(serialization.Encoding.PEM), private_key_pem(key)
 
 
 def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
@@ -171,23 +162,12 @@ def _current(cert_file: Path, key_file: Path, ca: x509.Certificate, server: str,
         return False
     if certificate_server(cert) != server or cert.not_valid_after_utc - RENEW_BEFORE < _now():
         return False
-    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    present = {str(v).lower() for v in sans.get_values_for_type(x509.DNSName)}
-    present |= {str(v) for v in sans.get_values_for_type(x509.IPAddress)}
-    return names <= present
+    return names <= _san_texts(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
 
 
-def _names(fqdn: str, addresses: Sequence[str]) -> set[str]:
-    out = set()
-    for text in (fqdn, *addresses):
-        text = text.strip().rstrip(".")
-        if not text:
-            continue
-        try:
-            out.add(str(ipaddress.ip_address(text)))
-        except ValueError:
-            out.add(text.lower())
-    return out
+def _san_texts(entries: Iterable[x509.GeneralName]) -> set[str]:
+    """The host names (lower case) and addresses among SAN entries, for comparing two sets."""
+    return {str(e.value).lower() for e in entries if isinstance(e, (x509.DNSName, x509.IPAddress))}
 
 
 @dataclass(frozen=True)
@@ -216,7 +196,7 @@ class OrgCredentials:
         tls_dir.mkdir(parents=True, exist_ok=True)
         cert_file, key_file = tls_dir / CERT_FILE, tls_dir / KEY_FILE
         ca = x509.load_pem_x509_certificate(ca_cert_pem)
-        names = _names(fqdn, addresses)
+        names = _san_texts(subject_alt_names(fqdn, addresses))  # what a new certificate would name
         with _locked(tls_dir):
             if not _current(cert_file, key_file, ca, server, names):
                 cert_pem, key_pem = issue_server_certificate(ca_cert_pem, ca_key_pem, server, fqdn, addresses)
@@ -227,12 +207,20 @@ class OrgCredentials:
                 _atomic_write(ca_file, ca_cert_pem, 0o644)
         return cls(server, ca_cert_pem, cert_file, key_file)
 
-    def client_context(self) -> ssl.SSLContext:
-        """For connecting to another server of the organization (reached by address: no name check)."""
+    def user_context(self) -> ssl.SSLContext:
+        """For connecting to another server of the organization on a user's behalf: its
+        certificate checked against the CA (reached by address: no name check), none of ours
+        shown, so that the user's own rights apply there (Client Frontend → Client Proxy)."""
         ctx = _harden(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_REQUIRED
         ctx.load_verify_locations(cadata=self.ca_pem.decode("ascii"))
+        return ctx
+
+    def client_context(self) -> ssl.SSLContext:
+        """For connecting to another server of the organization as this server: `user_context`
+        presenting our certificate."""
+        ctx = self.user_context()
         ctx.load_cert_chain(os.fspath(self.cert_file), os.fspath(self.key_file))
         return ctx
 
@@ -253,30 +241,17 @@ class OrgCredentials:
         return out
 
     def peer_server(self, ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> str | None:
-        """The organization server named by the peer's certificate, if this CA issued it and the
-        handshake verified it; else None."""
-        name = peer_server(ssl_object)
-        if name is None or ssl_object is None:
+        """The organization server named by the peer's certificate, if the handshake verified it
+        and this CA's signature is on it (checked here too, whatever the context trusted); else None."""
+        if ssl_object is None or not ssl_object.getpeercert():  # {} or None unless verified
             return None
         der = ssl_object.getpeercert(binary_form=True)
         if not der:
             return None
-        ca = x509.load_pem_x509_certificate(self.ca_pem)
-        return name if _issued_by(x509.load_der_x509_certificate(der), ca) else None
+        cert = x509.load_der_x509_certificate(der)
+        return certificate_server(cert) if _issued_by(cert, self._ca) else None
 
-
-def peer_server(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> str | None:
-    """The server name in the peer's certificate, when the handshake verified that certificate.
-
-    On a connection made with `client_context` or `accept_servers` verification means "issued by
-    the organization CA"; `OrgCredentials.peer_server` also checks the issuer itself.
-    """
-    if ssl_object is None:
-        return None
-    verified = ssl_object.getpeercert()  # {} or None unless the chain was verified
-    if not verified:
-        return None
-    der = ssl_object.getpeercert(binary_form=True)
-    if not der:
-        return None
-    return certificate_server(x509.load_der_x509_certificate(der))
+    @functools.cached_property
+    def _ca(self) -> x509.Certificate:
+        """The CA certificate, parsed once: `peer_server` runs for every connection."""
+        return x509.load_pem_x509_certificate(self.ca_pem)

@@ -69,11 +69,7 @@ def ensure_certificate(
             return
         key = ec.generate_private_key(ec.SECP256R1())
         cert = _self_signed(key, fqdn, extra_names)
-        key_pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+        key_pem = private_key_pem(key)
         # Key first: a crash between the two renames leaves no certificate, so the next
         # start makes both again rather than serving a certificate with a lost key.
         _atomic_write(key_file, key_pem, 0o600)
@@ -94,24 +90,31 @@ def _self_signed(key: ec.EllipticCurvePrivateKey, fqdn: str, extra_names: Iterab
         .not_valid_after(now + VALIDITY)
         .add_extension(x509.SubjectAlternativeName(subject_alt_names(fqdn, extra_names)), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(key_usage(cert_sign=False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(public), critical=False)
         .sign(key, hashes.SHA256())
+    )
+
+
+def private_key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    """The key as unencrypted PKCS#8 PEM (the file's mode protects it)."""
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+
+def key_usage(*, cert_sign: bool) -> x509.KeyUsage:
+    """digitalSignature (ECDSA), plus keyCertSign and cRLSign for a CA (organization CA, orgca.py)."""
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=cert_sign,
+        crl_sign=cert_sign,
+        encipher_only=False,
+        decipher_only=False,
     )
 
 

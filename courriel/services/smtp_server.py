@@ -204,10 +204,11 @@ class _Conversation:
             elif isinstance(action, Trace):
                 self.listener._log(session, "<", action.line)
             elif isinstance(action, StartTLS):
-                if not await self._start_tls(bytes(out)):
+                started = await self._start_tls(session, bytes(out))
+                if started is None:
                     return False
                 out.clear()
-                queue.extend(session.tls_started(self._peer_server()))
+                queue.extend(started)
             elif isinstance(action, Close):
                 await self._conn.write(bytes(out))
                 return False
@@ -245,16 +246,16 @@ class _Conversation:
             return SHUTTING_DOWN
         return TIMEOUT if data is None else data
 
-    async def _start_tls(self, ready: bytes) -> bool:
-        """Send the 220 and upgrade (stream.py drops what the client sent before it)."""
+    async def _start_tls(self, session: SmtpSession, ready: bytes) -> list[Action] | None:
+        """Send the 220 and upgrade (stream.py drops what the client sent before it); the
+        engine's actions once TLS is up, None when the handshake failed."""
         if not await self._conn.start_tls(ready):
-            return False
-        if self._session is not None:
-            cipher = self._conn.extra_info("cipher")
-            server = self._peer_server()
-            text = f"TLS {cipher[1]} {cipher[0]}" if cipher else "TLS"
-            self.listener._log(self._session, "*", text + (f" server {server}" if server else ""))
-        return True
+            return None
+        cipher = self._conn.extra_info("cipher")
+        server = self._peer_server()  # read once: the certificate's signature check has a cost
+        text = f"TLS {cipher[1]} {cipher[0]}" if cipher else "TLS"
+        self.listener._log(session, "*", text + (f" server {server}" if server else ""))
+        return session.tls_started(server)
 
     async def _abort(self, reply: Reply) -> None:
         """End the session from this side with a 421 (timeout, shutdown, internal error)."""

@@ -101,11 +101,24 @@ class DirectoryLogin:
         )
 
     async def _fail(self, ip: str, username: str, *, record: bool = True) -> None:
-        if record:
-            self._throttle.record_failure(ip, username)
-        delay = self._throttle.delay_for(ip, username)
-        if delay > 0:
-            await self._sleep(delay)
+        await login_failed(self._throttle, ip, username, record=record, sleep=self._sleep)
+
+
+async def login_failed(
+    throttle: LoginThrottle,
+    ip: str,
+    username: str,
+    *,
+    record: bool = True,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
+    """A refused login: counted (unless `record` is False: a throttled attempt is not counted
+    again), then the throttle's delay before the answer. Shared with the HTTP proxy's logins."""
+    if record:
+        throttle.record_failure(ip, username)
+    delay = throttle.delay_for(ip, username)
+    if delay > 0:
+        await sleep(delay)
 
 
 class SessionCounter:
