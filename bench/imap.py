@@ -38,6 +38,7 @@ import ssl
 import statistics
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -202,14 +203,17 @@ async def session(system: System, user: str = USER) -> MiniImap:
     return client
 
 
-def raise_nofile(wanted: int) -> int:
-    """Raise this process's open-file limit towards `wanted` (within the hard limit); the
-    servers started afterwards inherit it. Returns the soft limit now in force."""
+def raise_nofile(sessions: int) -> None:
+    """Raise this process's open-file limit for `sessions` sockets and some room (within the
+    hard limit; the servers started afterwards inherit it); say so if the hard limit is short."""
+    wanted = sessions + 1024
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
     if target > soft:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if limit < sessions + 256:
+        print(f"note: open files limited to {limit} (hard limit): fewer than {sessions} sessions will open")
 
 
 def source_address(index: int, connections: int) -> str:
@@ -238,6 +242,41 @@ async def idle_session(
         await client.aclose()
         raise
     return client
+
+
+async def open_idle_sessions(
+    opened: list[MiniImap], connections: int, connect: Callable[[int], Awaitable[MiniImap]], label: str
+) -> int:
+    """Open `connections` sessions (`connect(i)` opens the i-th) that SELECT INBOX and IDLE,
+    50 at a time, into `opened`: the caller closes them, also on errors. Returns the failures."""
+    failures = 0
+
+    async def one(index: int) -> None:
+        nonlocal failures
+        try:
+            c = await connect(index)
+            opened.append(c)
+            await c.command("SELECT INBOX")
+            await c.idle()
+        except (ImapError, OSError, TimeoutError) as exc:
+            failures += 1
+            if failures <= 3:
+                print(f"  {label}: session failed: {exc!r}", file=sys.stderr)
+
+    for start in range(0, connections, 50):
+        await asyncio.gather(*(one(i) for i in range(start, min(start + 50, connections))))
+    return failures
+
+
+async def median_memory(system: System) -> tuple[float, float]:
+    """The server tree's (RSS, PSS) bytes: median of three samples 2 s apart."""
+    samples = []
+    for i in range(3):
+        pids = system.pids()
+        samples.append((tree_rss_bytes(pids), tree_pss_bytes(pids)))
+        if i < 2:
+            await asyncio.sleep(2)
+    return statistics.median(s[0] for s in samples), statistics.median(s[1] for s in samples)
 
 
 async def single_pass(system: System, sample: list[int]) -> dict[str, float]:
@@ -309,38 +348,20 @@ async def idle_memory(system: System, connections: int) -> dict[str, float]:
     await asyncio.sleep(1)
     base_rss, base_pss = tree_rss_bytes(system.pids()), tree_pss_bytes(system.pids())
     opened: list[MiniImap] = []
-    failures = 0
 
-    async def one(index: int) -> None:
-        nonlocal failures
-        try:
-            c = await idle_session(system, IDLE_USER, source_address(index, connections))
-            opened.append(c)
-            await c.command("SELECT INBOX")
-            await c.idle()
-        except (ImapError, OSError, TimeoutError) as exc:
-            failures += 1
-            if failures <= 3:
-                print(f"  {system.name}: session failed: {exc!r}", file=sys.stderr)
+    def connect(index: int) -> Awaitable[MiniImap]:
+        return idle_session(system, IDLE_USER, source_address(index, connections))
 
     t0 = time.perf_counter()
     try:
-        for start in range(0, connections, 50):
-            await asyncio.gather(*(one(i) for i in range(start, min(start + 50, connections))))
+        failures = await open_idle_sessions(opened, connections, connect, system.name)
         ramp = time.perf_counter() - t0
         await asyncio.sleep(5)
-        samples = []
-        for i in range(3):
-            pids = system.pids()
-            samples.append((tree_rss_bytes(pids), tree_pss_bytes(pids)))
-            if i < 2:
-                await asyncio.sleep(2)
+        rss, pss = await median_memory(system)
     finally:
         t1 = time.perf_counter()
         await asyncio.wait_for(asyncio.gather(*(c.aclose() for c in opened)), 60)
         close = time.perf_counter() - t1
-    rss = statistics.median(s[0] for s in samples)
-    pss = statistics.median(s[1] for s in samples)
     return {
         "connections in IDLE": connections - failures,
         "failures": failures,
@@ -455,9 +476,7 @@ async def main(args: argparse.Namespace) -> int:
             print(f"{name}: skipped: {why}")
             continue
         systems[name] = system
-    limit = raise_nofile(args.idle + 1024)  # one socket each here; the servers inherit it
-    if limit < args.idle + 256:
-        print(f"note: open files limited to {limit} (hard limit): fewer than {args.idle} sessions will open")
+    raise_nofile(args.idle)  # one socket each here; the servers inherit it
     old_inotify = set_inotify(args.idle + 1024) if "dovecot" in systems else None
     if old_inotify is not None:
         print(

@@ -22,9 +22,9 @@ import argparse
 import asyncio
 import shutil
 import ssl
-import statistics
 import sys
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 
 from imap import (
@@ -35,10 +35,12 @@ from imap import (
     _courriel_deliver,
     concurrency,
     idle_session,
+    median_memory,
+    open_idle_sessions,
     raise_nofile,
     source_address,
 )
-from imapclient_min import ImapError, MiniImap
+from imapclient_min import MiniImap
 from mailbox_gen import generate
 from peers.system import HOST
 from procfs import tree, tree_pss_bytes, tree_rss_bytes
@@ -62,32 +64,17 @@ async def memory(system: CourrielImap, args: argparse.Namespace) -> dict[str, fl
     await asyncio.sleep(1)
     base_rss, base_pss = tree_rss_bytes(pids), tree_pss_bytes(pids)
     opened: list[MiniImap] = []
-    failures = 0
 
-    async def one(index: int) -> None:
-        nonlocal failures
-        try:
-            c = await connect(system, args.tls, source_address(index, args.idle))
-            opened.append(c)
-            await c.command("SELECT INBOX")
-            await c.idle()
-        except (ImapError, OSError, TimeoutError) as exc:
-            failures += 1
-            if failures <= 3:
-                print(f"  session failed: {exc}", file=sys.stderr)
+    def one(index: int) -> Awaitable[MiniImap]:
+        return connect(system, args.tls, source_address(index, args.idle))
 
     t0 = time.perf_counter()
     out: dict[str, float] = {}
     try:
-        for start in range(0, args.idle, 50):
-            await asyncio.gather(*(one(i) for i in range(start, min(start + 50, args.idle))))
+        failures = await open_idle_sessions(opened, args.idle, one, system.name)
         out["ramp, s"] = time.perf_counter() - t0
         await asyncio.sleep(3)
-        samples = []
-        for i in range(3):
-            samples.append((tree_rss_bytes(pids), tree_pss_bytes(pids)))
-            if i < 2:
-                await asyncio.sleep(2)
+        rss, pss = await median_memory(system)
         if args.check_delivery:
             out.update(await delivery_reaches_idle(system, opened, args))
         if args.hold:
@@ -95,8 +82,6 @@ async def memory(system: CourrielImap, args: argparse.Namespace) -> dict[str, fl
             await asyncio.sleep(args.hold)
     finally:
         await asyncio.wait_for(asyncio.gather(*(c.aclose() for c in opened)), 60)
-    rss = statistics.median(s[0] for s in samples)
-    pss = statistics.median(s[1] for s in samples)
     n = args.idle - failures
     return {
         "connections in IDLE": n,
@@ -142,9 +127,7 @@ async def delivery_reaches_idle(
 
 
 async def main(args: argparse.Namespace) -> int:
-    limit = raise_nofile(args.idle + 1024)  # the server started below inherits it
-    if limit < args.idle + 256:
-        print(f"note: open files limited to {limit} (hard limit): fewer than {args.idle} sessions will open")
+    raise_nofile(args.idle)  # the server started below inherits it
     system = CourrielImap(args.workdir.resolve(), "alice@example.test")
     try:
         await system.fill([])

@@ -11,7 +11,8 @@ Two measurements, both taken the way the peer baseline took them (see
 * the TCP addresses a server's processes listen on, to check that each binds loopback only;
 * the machine's busy fraction from `/proc/stat`, sampled before each run (`bg_busy_frac`:
   the VM is shared, so a run that starts under foreign load is flagged rather than trusted),
-  and the CPU-seconds the whole machine spent during a run.
+  and the CPU-seconds the whole machine spent during a run;
+* the CPU-seconds a server's process tree spent (topology.py's per-server figure).
 """
 
 from __future__ import annotations
@@ -106,6 +107,20 @@ def pss_bytes(pid: int) -> int:
 
 def tree_pss_bytes(roots: Iterable[int]) -> int:
     return sum(pss_bytes(pid) for pid in tree(roots))
+
+
+def tree_cpu_seconds(roots: Iterable[int]) -> float:
+    """CPU time (user + system, own and reaped children's) of the process trees under `roots`."""
+    ticks = 0
+    for pid in tree(roots):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                # proc(5): after "(comm)" come state (field 3) …; utime..cstime are fields 14-17.
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += sum(int(x) for x in fields[11:15])
+    return ticks / CLOCK_TICKS
 
 
 class RssPeak:

@@ -29,6 +29,7 @@ import platform
 import signal
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -368,21 +369,25 @@ async def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main() -> None:
-    args = parse_args()
+def run_until_done(bench_run: Callable[[argparse.Namespace], Awaitable[int]], args: argparse.Namespace) -> None:
+    """Run a bench's `run(args)` and exit with its status; SIGTERM ends it like Ctrl-C (the
+    main task is cancelled, so its `finally` stops the servers)."""
 
     async def guarded() -> int:
-        # SIGTERM ends the bench like Ctrl-C: the main task is cancelled, servers are stopped.
         task = asyncio.current_task()
         assert task is not None
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-        return await run(args)
+        return await bench_run(args)
 
     try:
         sys.exit(asyncio.run(guarded()))
     except (KeyboardInterrupt, asyncio.CancelledError):
         print("interrupted; servers stopped", file=sys.stderr)
         sys.exit(130)
+
+
+def main() -> None:
+    run_until_done(run, parse_args())
 
 
 if __name__ == "__main__":

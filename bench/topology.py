@@ -41,7 +41,6 @@ import asyncio
 import datetime
 import functools
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -53,9 +52,9 @@ from courriel_system import default_executable
 from generators import Generator, choose
 from mailbox_store import DEFAULT_PG, drop_database, postgres_database
 from peers.system import HOST, ServerProcess, System, port_in_use
-from procfs import CLOCK_TICKS, RssPeak, listening, tree
+from procfs import RssPeak, listening, tree, tree_cpu_seconds
 from report import RunResult, in_round_ratios, median, summarize, table, write_json
-from smtp_inbound import RECIPIENT, Bench, describe, rounds, start_all, stop_all
+from smtp_inbound import RECIPIENT, Bench, describe, rounds, run_until_done, start_all, stop_all
 from watch import DeliveryCount, LogTail, tracking_deliver
 
 BENCH = Path(__file__).resolve().parent
@@ -96,20 +95,6 @@ TOPOLOGIES: dict[str, tuple[Member, ...]] = {
         Member("cas", "client-access", ("127.0.0.10", GENERATOR_HOST), "Default Frontend cas"),
     ),
 }
-
-
-def tree_cpu_seconds(roots: list[int]) -> float:
-    """CPU time (user + system, own and reaped children's) of the process trees under `roots`."""
-    ticks = 0
-    for pid in tree(roots):
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                # proc(5): after "(comm)" come state (field 3) …; utime..cstime are fields 14-17.
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        ticks += sum(int(x) for x in fields[11:15])
-    return ticks / CLOCK_TICKS
 
 
 async def until_listening(proc: ServerProcess, expected: list[tuple[str, int]], timeout: float) -> None:
@@ -508,20 +493,7 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def main() -> None:
-    args = parse_args()
-
-    async def guarded() -> int:
-        # SIGTERM ends the bench like Ctrl-C: the main task is cancelled, servers are stopped.
-        task = asyncio.current_task()
-        assert task is not None
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-        return await run(args)
-
-    try:
-        sys.exit(asyncio.run(guarded()))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("interrupted; servers stopped", file=sys.stderr)
-        sys.exit(130)
+    run_until_done(run, parse_args())
 
 
 if __name__ == "__main__":

@@ -13,9 +13,11 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from courriel.config import ServerConfig, load_config
 from courriel.mailbox.store import MailboxDatabase
 from courriel.org.directory import Directory
 from courriel.storage.blobs import BlobStore, open_database_blobs
+from tests.conftest import create_pg_database, drop_pg_database, postgres_available, require
 
 PASSWORD = "courriel-test"
 SMTP_PORTS = {"frontend": 25, "client": 587, "outbound_proxy": 717, "transport": 2525, "client_proxy": 465}
@@ -51,6 +54,17 @@ def free_offset(host: str = "127.0.0.1", ports: tuple[int, ...] = SEED_PORTS) ->
             return offset
         time.sleep(0.01)
     raise RuntimeError("no free port offset")
+
+
+def distinct_offsets() -> tuple[int, int]:
+    """Two free offsets whose seed ports do not overlap: two servers on 127.0.0.1."""
+    first = free_offset()
+    for _ in range(100):
+        second = free_offset()
+        if not {p + first for p in SEED_PORTS} & {p + second for p in SEED_PORTS}:
+            return first, second
+        time.sleep(0.01)
+    raise RuntimeError("no second port offset")
 
 
 @dataclass
@@ -184,3 +198,43 @@ async def create_organization(root: Path, *, directory_url: str | None, mailbox_
     finally:
         await directory.close()
     return config_path
+
+
+def no_verify_tls() -> ssl.SSLContext:
+    """A client context that accepts the test server's own self-signed certificate."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+@contextlib.contextmanager
+def engine_databases(engine: str, count: int = 2) -> Iterator[list[str]]:
+    """`count` fresh PostgreSQL databases for the "postgresql" engine (dropped afterwards); none,
+    so SQLite files, for "sqlite"."""
+    urls: list[str] = []
+    if engine == "postgresql":
+        require(postgres_available(), "PostgreSQL at 127.0.0.1:5432")
+        urls = [asyncio.run(create_pg_database()) for _ in range(count)]
+    try:
+        yield urls
+    finally:
+        for url in urls:
+            asyncio.run(drop_pg_database(url))
+
+
+def organization_server(
+    root: Path, urls: list[str], *, offset: int | None = None, workers: int = 1, wait_ports: tuple[int, ...] = ()
+) -> MailServer:
+    """A fresh organization (`create_organization`) with its directory and mailbox database at
+    `urls[0]` and `urls[1]`, SQLite files without them; the server is not started. `wait_ports`:
+    the 127.0.0.1 ports that say it is up, instead of the SMTP ones."""
+    offset = free_offset() if offset is None else offset
+    config_path = asyncio.run(
+        create_organization(
+            root, directory_url=urls[0] if urls else None, mailbox_db_url=urls[1] if urls else None, offset=offset
+        )
+    )
+    if workers != 1:
+        config_path.write_text(config_path.read_text().replace("[server]", f"[server]\nworkers = {workers}", 1))
+    return MailServer(config_path, offset, wait_for=tuple(("127.0.0.1", p + offset) for p in wait_ports))

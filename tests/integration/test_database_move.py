@@ -17,9 +17,6 @@ import imaplib
 import json
 import re
 import smtplib
-import ssl
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -29,8 +26,15 @@ import pytest
 
 from courriel.admin.commands.setup import ServerSetup, init_server
 from courriel.org.directory import Directory
-from tests.conftest import create_pg_database, drop_pg_database, postgres_available, require
-from tests.integration.mailserver import PASSWORD, MailServer, _listening, create_organization, free_offset
+from tests.integration.mailserver import (
+    PASSWORD,
+    MailServer,
+    _listening,
+    distinct_offsets,
+    engine_databases,
+    no_verify_tls,
+    organization_server,
+)
 
 ALICE = "alice@example.test"
 HOST = "127.0.0.1"
@@ -46,10 +50,7 @@ def send(port: int, subject: str) -> None:
 
 
 def imap_login(port: int) -> imaplib.IMAP4_SSL:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    imap = imaplib.IMAP4_SSL(HOST, port, ssl_context=context, timeout=30)
+    imap = imaplib.IMAP4_SSL(HOST, port, ssl_context=no_verify_tls(), timeout=30)
     imap.login(ALICE, PASSWORD)
     return imap
 
@@ -88,6 +89,25 @@ def wait_for(check, what: str, timeout: float = 60.0):  # type: ignore[no-untype
     raise AssertionError(f"timed out waiting for {what}: {last!r}")
 
 
+def wait_for_inbox(imap: imaplib.IMAP4_SSL, count: int, what: str, server: MailServer) -> list[tuple[str, str, str]]:
+    """Wait until the Inbox holds at least `count` messages; on timeout say what it held, what
+    the queue holds and what the server logged."""
+    seen: list[tuple[str, str, str]] = []
+
+    def check() -> bool:
+        seen[:] = inbox(imap)
+        return len(seen) >= count
+
+    try:
+        wait_for(check, what)
+    except AssertionError as timeout:
+        queue = server.courriel("queue", "messages").stdout
+        held = sorted(subject for subject, _, _ in seen)
+        log = server.log_path.read_text()[-4000:]
+        raise AssertionError(f"{timeout}; the Inbox held {held}\nqueue:\n{queue}\nlog:\n{log}") from None
+    return seen
+
+
 def enable_imap(server: MailServer, port: int) -> None:
     done = server.courriel("imap-settings", "set", "--enabled", "true")
     assert done.returncode == 0, done.stderr
@@ -95,41 +115,25 @@ def enable_imap(server: MailServer, port: int) -> None:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest) -> Iterator[tuple[str, list[str]]]:
-    urls: list[str] = []
-    if request.param == "postgresql":
-        require(postgres_available(), "PostgreSQL at 127.0.0.1:5432")
-        urls = [asyncio.run(create_pg_database()) for _ in range(3)]
-    try:
-        yield request.param, urls
-    finally:
-        for url in urls:
-            asyncio.run(drop_pg_database(url))
+def urls(request: pytest.FixtureRequest) -> Iterator[list[str]]:
+    """The directory, the mailbox database and the move's target: on PostgreSQL, or SQLite files."""
+    with engine_databases(request.param, 3) as found:
+        yield found
 
 
-def test_mailbox_move_under_traffic(engine: tuple[str, list[str]], tmp_path: Path) -> None:
-    kind, urls = engine
-    offset = free_offset()
-    config_path = asyncio.run(
-        create_organization(
-            tmp_path,
-            directory_url=urls[0] if urls else None,
-            mailbox_db_url=urls[1] if urls else None,
-            offset=offset,
-        )
-    )
-    server = MailServer(config_path, offset)
+def test_mailbox_move_under_traffic(urls: list[str], tmp_path: Path) -> None:
+    server = organization_server(tmp_path, urls)
     target = "PG02" if urls else "DB02"
     created = server.courriel("database", "new", target, *(["--url", urls[2]] if urls else []))
     assert created.returncode == 0, created.stderr
     server.start()
     try:
-        smtp_port, imap_port = server.port("frontend"), 993 + offset
+        smtp_port, imap_port = server.port("frontend"), 993 + server.offset
         enable_imap(server, imap_port)
         for n in range(8):
             send(smtp_port, f"before {n}")
         imap = imap_login(imap_port)
-        wait_for(lambda: len(inbox(imap)) == 8, "the first messages")
+        assert len(wait_for_inbox(imap, 8, "the first messages", server)) == 8
         # Two workers deliver in parallel: find each message by its subject, not its position.
         numbers = {n: imap.search(None, "SUBJECT", f'"before {n}"')[1][0].decode() for n in range(4)}
         flag = ",".join(numbers[n] for n in range(3))
@@ -154,11 +158,7 @@ def test_mailbox_move_under_traffic(engine: tuple[str, list[str]], tmp_path: Pat
         sender.start()
         try:
             wait_for(lambda: len(sent) >= 3, "traffic to start")
-            moved = subprocess.run(
-                [sys.executable, "-m", "courriel", "--config", str(config_path),
-                 "mailbox", "move", ALICE, "--database", target],
-                capture_output=True, text=True, timeout=120,
-            )
+            moved = server.courriel("mailbox", "move", ALICE, "--database", target)
             during = len(sent)
             wait_for(lambda: len(sent) >= during + 3, "traffic after the move")
         finally:
@@ -172,7 +172,7 @@ def test_mailbox_move_under_traffic(engine: tuple[str, list[str]], tmp_path: Pat
 
         expected = sorted([f"before {n}" for n in range(8)] + sent + [f"after {n}" for n in range(3)])
         imap = imap_login(imap_port)
-        wait_for(lambda: len(inbox(imap)) >= len(expected), "every message in the new database")
+        wait_for_inbox(imap, len(expected), "every message in the new database", server)
         messages = inbox(imap)
         assert sorted(subject for subject, _, _ in messages) == expected  # each once: none lost, none twice
         assert all(f"body of {subject}" in text for subject, _, text in messages)
@@ -185,15 +185,6 @@ def test_mailbox_move_under_traffic(engine: tuple[str, list[str]], tmp_path: Pat
         assert f'"database": "{target}"' in shown.stdout
     finally:
         server.stop()
-
-
-def _start(config_path: Path, port: int) -> subprocess.Popen[bytes]:
-    log = (config_path.parent / "server.log").open("ab")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "courriel", "--config", str(config_path), "serve"], stdout=log, stderr=subprocess.STDOUT
-    )
-    wait_for(lambda: process.poll() is None and _listening(HOST, port), f"{config_path.parent.name} to listen", 30)
-    return process
 
 
 async def _join(root: Path, directory_url: str, offset: int) -> Path:
@@ -216,55 +207,45 @@ async def _join(root: Path, directory_url: str, offset: int) -> Path:
 
 
 def test_database_switchover_to_another_server(tmp_path: Path) -> None:
-    require(postgres_available(), "PostgreSQL at 127.0.0.1:5432")
-    urls = [asyncio.run(create_pg_database()) for _ in range(2)]
-    processes: list[subprocess.Popen[bytes]] = []
-    try:
-        offset1 = free_offset()
-        mx1 = MailServer(
-            asyncio.run(create_organization(tmp_path / "mx1", directory_url=urls[0], mailbox_db_url=urls[1], offset=offset1)),
-            offset1,
-        )
-        mx1.start()
-        offset2 = free_offset(ports=(25, 465, 1143, 1993, 1110, 1995))
-        while abs(offset2 - offset1) < 2000:
-            offset2 = free_offset(ports=(25, 465, 1143, 1993, 1110, 1995))
-        mx2_config = asyncio.run(_join(tmp_path / "mx2", urls[0], offset2))
-        processes.append(_start(mx2_config, 25 + offset2))
-        enable_imap(mx1, 993 + offset1)
-        for n in range(4):
-            send(mx1.port("frontend"), f"on mx1 {n}")
-        wait_for(lambda: len(inbox(imap_login(993 + offset1))) == 4, "delivery on mx1")
+    servers: list[MailServer] = []
+    with engine_databases("postgresql") as urls:
+        try:
+            offset1, offset2 = distinct_offsets()
+            mx1 = organization_server(tmp_path / "mx1", urls, offset=offset1)
+            servers.append(mx1)
+            mx1.start()
+            mx2_config = asyncio.run(_join(tmp_path / "mx2", urls[0], offset2))
+            servers.append(MailServer(mx2_config, offset2, wait_for=((HOST, 25 + offset2),)))
+            servers[-1].start()
+            enable_imap(mx1, 993 + offset1)
+            for n in range(4):
+                send(mx1.port("frontend"), f"on mx1 {n}")
+            wait_for(lambda: len(inbox(imap_login(993 + offset1))) == 4, "delivery on mx1")
 
-        refused = mx1.courriel("database", "move", "DB01", "--server", "mx3")
-        assert refused.returncode != 0 and "SQLite file" in refused.stderr and "mx3" in refused.stderr
-        refused = mx1.courriel("database", "move", "PG01", "--server", "mx3")
-        assert refused.returncode != 0 and "loopback" in refused.stderr
+            refused = mx1.courriel("database", "move", "DB01", "--server", "mx3")
+            assert refused.returncode != 0 and "SQLite file" in refused.stderr and "mx3" in refused.stderr
+            refused = mx1.courriel("database", "move", "PG01", "--server", "mx3")
+            assert refused.returncode != 0 and "loopback" in refused.stderr
 
-        moved = mx1.courriel("database", "move", "PG01", "--server", "mx2")
-        assert moved.returncode == 0, moved.stderr
-        assert "PG01: mounted on mx2" in moved.stdout
-        # mx2's own IMAP back end serves alice, with the bodies mx1 stored.
-        wait_for(lambda: _listening(HOST, 1993 + offset2), "mx2's IMAP back end")
-        messages = wait_for(lambda: inbox(imap_login(1993 + offset2)), "mx2 to mount PG01")
-        assert sorted(s for s, _, _ in messages) == [f"on mx1 {n}" for n in range(4)]
-        assert all(f"body of {s}" in text for s, _, text in messages)
-        # New mail for alice, received by mx1, follows the database to mx2; so does mx1's front end.
-        send(mx1.port("frontend"), "on mx2")
-        wait_for(lambda: len(inbox(imap_login(1993 + offset2))) == 5, "delivery on mx2")
-        proxied = wait_for(lambda: inbox(imap_login(993 + offset1)), "mx1's front end to proxy to mx2")
-        assert sorted(s for s, _, _ in proxied) == sorted([f"on mx1 {n}" for n in range(4)] + ["on mx2"])
-        # A SQLite database can go to a server on the same machine: it is then named by its full path.
-        moved = mx1.courriel("database", "move", "DB01", "--server", "mx2")
-        assert moved.returncode == 0, moved.stderr
-        listed = json.loads(mx1.courriel("database", "list", "--json").stdout)
-        db01 = next(d for d in listed if d["name"] == "DB01")
-        assert db01["server"] == "mx2" and db01["url"] == f"sqlite:///{(tmp_path / 'mx1' / 'data' / 'databases' / 'DB01.db').resolve()}"
-    finally:
-        for process in processes:
-            process.terminate()
-            process.wait(30)
-        if "mx1" in locals():
-            mx1.stop()
-        for url in urls:
-            asyncio.run(drop_pg_database(url))
+            moved = mx1.courriel("database", "move", "PG01", "--server", "mx2")
+            assert moved.returncode == 0, moved.stderr
+            assert "PG01: mounted on mx2" in moved.stdout
+            # mx2's own IMAP back end serves alice, with the bodies mx1 stored.
+            wait_for(lambda: _listening(HOST, 1993 + offset2), "mx2's IMAP back end")
+            messages = wait_for(lambda: inbox(imap_login(1993 + offset2)), "mx2 to mount PG01")
+            assert sorted(s for s, _, _ in messages) == [f"on mx1 {n}" for n in range(4)]
+            assert all(f"body of {s}" in text for s, _, text in messages)
+            # New mail for alice, received by mx1, follows the database to mx2; so does mx1's front end.
+            send(mx1.port("frontend"), "on mx2")
+            wait_for(lambda: len(inbox(imap_login(1993 + offset2))) == 5, "delivery on mx2")
+            proxied = wait_for(lambda: inbox(imap_login(993 + offset1)), "mx1's front end to proxy to mx2")
+            assert sorted(s for s, _, _ in proxied) == sorted([f"on mx1 {n}" for n in range(4)] + ["on mx2"])
+            # A SQLite database can go to a server on the same machine: it is then named by its full path.
+            moved = mx1.courriel("database", "move", "DB01", "--server", "mx2")
+            assert moved.returncode == 0, moved.stderr
+            listed = json.loads(mx1.courriel("database", "list", "--json").stdout)
+            db01 = next(d for d in listed if d["name"] == "DB01")
+            assert db01["server"] == "mx2" and db01["url"] == f"sqlite:///{(tmp_path / 'mx1' / 'data' / 'databases' / 'DB01.db').resolve()}"
+        finally:
+            for server in servers:
+                server.stop()

@@ -182,8 +182,8 @@ async def test_corrupt_stream_closes_only_that_connection(env: Env, garbage: byt
         f = sock.makefile("rb")
         f.readline()
         sock.sendall(f'a LOGIN "{ALICE}" "{PASSWORD}"\r\nb COMPRESS DEFLATE\r\n'.encode())
-        while not f.readline().startswith(b"b OK"):
-            pass
+        while not (line := f.readline()).startswith(b"b OK"):
+            assert line, "closed before COMPRESS was accepted"
         sock.sendall(garbage)  # a zlib header is not raw DEFLATE: corrupt too
         rest = f.read()  # the server closes the connection
         sock.close()

@@ -42,14 +42,12 @@ from courriel.transport.route.organization import INTRA_ORG_CONNECTOR
 from courriel.transport.service import Submission
 from courriel.transport.tracking import search_tracking
 from tests.conftest import create_pg_database, drop_pg_database, postgres_available, require
-from tests.integration.mailserver import PASSWORD, SEED_PORTS, MailServer, free_offset
+from tests.integration.mailserver import PASSWORD, MailServer, distinct_offsets, no_verify_tls
 from tests.integration.outbound_env import Directory as OutboundDirectory
 from tests.integration.outbound_env import build_outbound
 
 ALICE, BOB = "alice@example.test", "bob@example.test"
-NO_VERIFY = ssl.create_default_context()
-NO_VERIFY.check_hostname = False
-NO_VERIFY.verify_mode = ssl.CERT_NONE
+NO_VERIFY = no_verify_tls()
 WAIT = 30.0
 T = TypeVar("T")
 
@@ -162,15 +160,14 @@ class Org:
     def queues(self, server: str) -> list[dict[str, object]]:
         return list(json.loads(self.courriel(server, "queue", "list", "--json")))
 
-
-def _two_offsets() -> tuple[int, int]:
-    first = free_offset()
-    for _ in range(100):
-        second = free_offset()
-        if not {p + first for p in SEED_PORTS} & {p + second for p in SEED_PORTS}:
-            return first, second
-        time.sleep(0.01)
-    raise RuntimeError("no second port offset")
+    def retrying(self, server: str, next_hop: str) -> list[dict[str, object]]:
+        """`server`'s queues to `next_hop` in Retry, once there are any (or none after WAIT)."""
+        deadline = time.monotonic() + WAIT
+        while True:
+            found = [q for q in self.queues(server) if q["next_hop"] == next_hop and q["status"] == "Retry"]
+            if found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +177,7 @@ def org(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Org]:
     root = tmp_path_factory.mktemp("intra-org")
     servers: dict[str, MailServer] = {}
     try:
-        for name, offset in zip(("mx1", "mx2"), _two_offsets(), strict=True):
+        for name, offset in zip(("mx1", "mx2"), distinct_offsets(), strict=True):
             setup = ServerSetup(
                 config_path=root / name / "courriel.toml",
                 server=name,
@@ -349,12 +346,7 @@ def test_mail_waits_for_a_database_and_follows_it(org: Org) -> None:
         time.sleep(1.5)
         token = f"wait-{uuid.uuid4().hex[:8]}"
         _send(mx1, [BOB], _message(token))
-        deadline = time.monotonic() + WAIT
-        waiting: list[dict[str, object]] = []
-        while not waiting and time.monotonic() < deadline:
-            waiting = [q for q in org.queues("mx1") if q["next_hop"] == "DB2" and q["status"] == "Retry"]
-            time.sleep(0.2)
-        assert waiting, org.queues("mx1")  # mounted nowhere: it waits, it is not bounced
+        assert org.retrying("mx1", "DB2"), org.queues("mx1")  # mounted nowhere: it waits, it is not bounced
     finally:
         org.directory(lambda d: d.mount_database("DB2", "mx2"))
     time.sleep(1.5)
@@ -369,11 +361,7 @@ def test_a_stopped_mailbox_server_is_retried_not_bounced(org: Org) -> None:
     try:
         token = f"down-{uuid.uuid4().hex[:8]}"
         _send(mx1, [BOB], _message(token))
-        deadline = time.monotonic() + WAIT
-        queue: list[dict[str, object]] = []
-        while not queue and time.monotonic() < deadline:
-            queue = [q for q in org.queues("mx1") if q["next_hop"] == "mx2" and q["status"] == "Retry"]
-            time.sleep(0.2)
+        queue = org.retrying("mx1", "mx2")
         assert queue and queue[0]["delivery_type"] == "SmtpRelayToMailboxServer", org.queues("mx1")
     finally:
         mx2.start()

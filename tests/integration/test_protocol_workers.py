@@ -16,7 +16,6 @@ import asyncio
 import imaplib
 import poplib
 import smtplib
-import ssl
 from collections.abc import Iterator
 from email.message import EmailMessage
 
@@ -24,9 +23,13 @@ import pytest
 
 from courriel.config import load_config
 from courriel.org.directory import Directory
-from tests.conftest import create_pg_database, drop_pg_database, postgres_available, require
-from tests.integration.mailserver import PASSWORD, MailServer, create_organization
-from tests.integration.protocol_env import free_offset
+from tests.integration.mailserver import (
+    PASSWORD,
+    MailServer,
+    engine_databases,
+    no_verify_tls,
+    organization_server,
+)
 from tests.integration.test_imap_compress import DeflateIMAP_SSL
 
 HOST = "127.0.0.1"
@@ -46,40 +49,19 @@ async def _enable(config_path: str) -> None:
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MailServer]:
-    urls: list[str] = []
-    if request.param == "postgresql":
-        require(postgres_available(), "PostgreSQL at 127.0.0.1:5432")
-        urls = [asyncio.run(create_pg_database()), asyncio.run(create_pg_database())]
-    offset = free_offset()
-    path = asyncio.run(
-        create_organization(
+    with engine_databases(request.param) as urls:
+        mail = organization_server(
             tmp_path_factory.mktemp(f"workers-{request.param}"),
-            directory_url=urls[0] if urls else None,
-            mailbox_db_url=urls[1] if urls else None,
-            offset=offset,
+            urls,
+            workers=2,
+            wait_ports=(IMAPS_BACKEND, POP3S_BACKEND, IMAPS_FRONTEND),
         )
-    )
-    path.write_text(path.read_text().replace("[server]", "[server]\nworkers = 2", 1))
-    asyncio.run(_enable(str(path)))
-    mail = MailServer(
-        path,
-        offset,
-        wait_for=tuple((HOST, p + offset) for p in (IMAPS_BACKEND, POP3S_BACKEND, IMAPS_FRONTEND)),
-    )
-    mail.start()
-    try:
-        yield mail
-    finally:
-        mail.stop()
-        for url in urls:
-            asyncio.run(drop_pg_database(url))
-
-
-def client_tls() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE  # the server's own self-signed certificate
-    return context
+        asyncio.run(_enable(str(mail.config_path)))
+        mail.start()
+        try:
+            yield mail
+        finally:
+            mail.stop()
 
 
 def test_idle_sessions_on_every_worker_hear_a_delivery(server: MailServer) -> None:
@@ -87,7 +69,7 @@ def test_idle_sessions_on_every_worker_hear_a_delivery(server: MailServer) -> No
     try:
         for _ in range(SESSIONS):
             imap = imaplib.IMAP4_SSL(
-                HOST, IMAPS_BACKEND + server.offset, ssl_context=client_tls(), timeout=20
+                HOST, IMAPS_BACKEND + server.offset, ssl_context=no_verify_tls(), timeout=20
             )
             imap.login("alice@example.test", PASSWORD)
             assert imap.select("INBOX")[0] == "OK"
@@ -108,12 +90,12 @@ def test_idle_sessions_on_every_worker_hear_a_delivery(server: MailServer) -> No
 
 def test_the_pop3_maildrop_lock_holds_across_workers(server: MailServer) -> None:
     port = POP3S_BACKEND + server.offset
-    holder = poplib.POP3_SSL(HOST, port, context=client_tls(), timeout=20)
+    holder = poplib.POP3_SSL(HOST, port, context=no_verify_tls(), timeout=20)
     holder.user("bob@example.test")
     assert holder.pass_(PASSWORD).startswith(b"+OK")
     refusals = []
     for _ in range(8):
-        other = poplib.POP3_SSL(HOST, port, context=client_tls(), timeout=20)
+        other = poplib.POP3_SSL(HOST, port, context=no_verify_tls(), timeout=20)
         other.user("bob@example.test")
         with pytest.raises(poplib.error_proto) as refused:
             other.pass_(PASSWORD)
@@ -121,14 +103,14 @@ def test_the_pop3_maildrop_lock_holds_across_workers(server: MailServer) -> None
         other.quit()
     assert all(r.startswith(b"-ERR [IN-USE]") for r in refusals), refusals
     holder.quit()
-    after = poplib.POP3_SSL(HOST, port, context=client_tls(), timeout=20)
+    after = poplib.POP3_SSL(HOST, port, context=no_verify_tls(), timeout=20)
     after.user("bob@example.test")
     assert after.pass_(PASSWORD).startswith(b"+OK")
     after.quit()
 
 
 def test_compress_through_the_front_end(server: MailServer) -> None:
-    imap = DeflateIMAP_SSL(HOST, IMAPS_FRONTEND + server.offset, ssl_context=client_tls(), timeout=20)
+    imap = DeflateIMAP_SSL(HOST, IMAPS_FRONTEND + server.offset, ssl_context=no_verify_tls(), timeout=20)
     imap.login("alice@example.test", PASSWORD)
     assert "COMPRESS=DEFLATE" in imap.capability()[1][0].decode().split()
     assert imap.compress() == ("OK", [b"DEFLATE active"])

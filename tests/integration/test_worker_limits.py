@@ -22,7 +22,6 @@ import poplib
 import signal
 import smtplib
 import socket
-import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,8 +31,7 @@ import pytest
 from courriel.config import load_config
 from courriel.core.ports import DEFAULT_FRONTEND
 from courriel.org.directory import Directory
-from tests.integration.mailserver import PASSWORD, MailServer, create_organization
-from tests.integration.protocol_env import free_offset
+from tests.integration.mailserver import PASSWORD, MailServer, no_verify_tls, organization_server
 
 HOST = "127.0.0.1"
 ATTACKER = "127.0.0.2"  # another loopback source address: its own throttling key
@@ -59,21 +57,13 @@ async def _prepare(config_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MailServer]:
-    offset = free_offset()
-    path = asyncio.run(
-        create_organization(
-            tmp_path_factory.mktemp("worker-limits"), directory_url=None, mailbox_db_url=None, offset=offset
-        )
+    mail = organization_server(
+        tmp_path_factory.mktemp("worker-limits"),
+        [],
+        workers=2,
+        wait_ports=(IMAPS_BACKEND, IMAPS_FRONTEND, POP3S_FRONTEND, SUBMISSION),
     )
-    path.write_text(path.read_text().replace("[server]", "[server]\nworkers = 2", 1))
-    asyncio.run(_prepare(path))
-    mail = MailServer(
-        path,
-        offset,
-        wait_for=tuple(
-            (HOST, p + offset) for p in (IMAPS_BACKEND, IMAPS_FRONTEND, POP3S_FRONTEND, SUBMISSION)
-        ),
-    )
+    asyncio.run(_prepare(mail.config_path))
     mail.start()
     try:
         yield mail
@@ -81,19 +71,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MailServer]:
         mail.stop()
 
 
-def client_tls() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE  # the server's own self-signed certificate
-    return context
-
-
 def imap_logins(port: int, user: str, attempts: int) -> tuple[list[imaplib.IMAP4_SSL], list[str]]:
     """`attempts` logins, one connection each: the sessions that got in, and the refusals."""
     sessions: list[imaplib.IMAP4_SSL] = []
     refusals: list[str] = []
     for _ in range(attempts):
-        imap = imaplib.IMAP4_SSL(HOST, port, ssl_context=client_tls(), timeout=20)
+        imap = imaplib.IMAP4_SSL(HOST, port, ssl_context=no_verify_tls(), timeout=20)
         try:
             imap.login(f"{user}@example.test", PASSWORD)
         except imaplib.IMAP4.error as refused:
@@ -128,7 +111,7 @@ def test_pop3_connections_from_one_address_are_limited_on_every_worker(server: M
         for _ in range(ATTEMPTS):
             try:
                 greeted.append(
-                    poplib.POP3_SSL(HOST, POP3S_FRONTEND + server.offset, context=client_tls(), timeout=20)
+                    poplib.POP3_SSL(HOST, POP3S_FRONTEND + server.offset, context=no_verify_tls(), timeout=20)
                 )
             except poplib.error_proto as error:
                 refused.append(error.args[0])
@@ -158,7 +141,7 @@ def test_smtp_connections_from_one_address_are_limited_on_every_worker(server: M
 def smtp_auth(server: MailServer, user: str) -> int:
     """The SMTP AUTH reply code for `user`'s right password, from the attacker's address."""
     with smtplib.SMTP(HOST, SUBMISSION + server.offset, source_address=(ATTACKER, 0), timeout=30) as smtp:
-        smtp.starttls(context=client_tls())
+        smtp.starttls(context=no_verify_tls())
         try:
             code, _ = smtp.login(f"{user}@example.test", PASSWORD)
         except smtplib.SMTPAuthenticationError as refused:
@@ -173,7 +156,7 @@ def test_failed_logins_from_one_address_are_throttled_on_every_worker(server: Ma
         # waits the throttle's delay to answer, so the replies are not waited for.
         for _ in range(5):
             raw = socket.create_connection((HOST, IMAPS_BACKEND + server.offset), 20, (ATTACKER, 0))
-            guess = client_tls().wrap_socket(raw)
+            guess = no_verify_tls().wrap_socket(raw)
             assert guess.recv(1024).startswith(b"* OK")
             guess.sendall(b"a1 LOGIN mallory@example.test wrong-password\r\n")
             guesses.append(guess)

@@ -168,7 +168,10 @@ async def test_deliveries_during_the_move_arrive_once(pair: Pair) -> None:
             await asyncio.sleep(0.005)
 
     async def switch() -> None:
-        await asyncio.sleep(0.3)  # the final step lasts a moment: deliveries meet the fence
+        for _ in range(500):  # the final step lasts until a delivery has met the fence
+            if turned_back:
+                break
+            await asyncio.sleep(0.01)
         current["db"] = pair.target.db
 
     task = asyncio.create_task(deliverer())

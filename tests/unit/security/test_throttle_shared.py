@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,13 +42,6 @@ __all__ = [
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
-
-
-@pytest.fixture
-def state(tmp_path: Path) -> Iterator[SharedState]:
-    shared = SharedState(tmp_path / "limits")
-    yield shared
-    shared.close()
 
 
 @pytest.fixture

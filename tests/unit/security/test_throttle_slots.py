@@ -8,7 +8,6 @@ import multiprocessing
 import os
 import signal
 import time
-from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -20,13 +19,6 @@ from courriel.security.slots import LocalSlots, SharedSlots, Slots
 from courriel.services.pop3.logins import SessionCounter
 
 LIMITS = ProtocolSettings(max_connections=3, max_connection_from_single_ip=2, max_connections_per_user=2)
-
-
-@pytest.fixture
-def state(tmp_path: Path) -> Iterator[SharedState]:
-    shared = SharedState(tmp_path)
-    yield shared
-    shared.close()
 
 
 @pytest.fixture(params=["local", "shared"])

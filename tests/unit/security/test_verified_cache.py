@@ -10,14 +10,7 @@ import pytest
 
 from courriel.security import passwords
 from courriel.security.passwords import VerifiedCache, ahash_password, averify_password
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.unit.security.test_login_throttle import Clock
 
 
 def test_hits_within_the_ttl_only() -> None:
@@ -39,17 +32,23 @@ def test_size_is_bounded() -> None:
     assert [cache.hit(f"h{i}", "pw") for i in range(5)] == [False, False, True, True, True]
 
 
-async def test_verify_uses_it_and_never_remembers_a_failure(monkeypatch: pytest.MonkeyPatch) -> None:
-    cache = VerifiedCache()
-    stored = await ahash_password("s3cret")
-    calls: list[str] = []
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The passwords argon2 was asked to verify, in order."""
+    seen: list[str] = []
     real = passwords.verify_password
 
     def counting(stored_hash: str | None, password: str) -> bool:
-        calls.append(password)
+        seen.append(password)
         return real(stored_hash, password)
 
     monkeypatch.setattr(passwords, "verify_password", counting)
+    return seen
+
+
+async def test_verify_uses_it_and_never_remembers_a_failure(calls: list[str]) -> None:
+    cache = VerifiedCache()
+    stored = await ahash_password("s3cret")
     assert not await averify_password(stored, "wrong", cache)
     assert not await averify_password(stored, "wrong", cache)
     assert await averify_password(stored, "s3cret", cache)
@@ -58,17 +57,9 @@ async def test_verify_uses_it_and_never_remembers_a_failure(monkeypatch: pytest.
     assert calls == ["wrong", "wrong", "s3cret", "s3cret"]
 
 
-async def test_checks_of_one_pair_at_once_share_one_hash(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_checks_of_one_pair_at_once_share_one_hash(calls: list[str]) -> None:
     cache = VerifiedCache()
     stored = await ahash_password("s3cret")
-    calls: list[str] = []
-    real = passwords.verify_password
-
-    def counting(stored_hash: str | None, password: str) -> bool:
-        calls.append(password)
-        return real(stored_hash, password)
-
-    monkeypatch.setattr(passwords, "verify_password", counting)
     good = await asyncio.gather(*(averify_password(stored, "s3cret", cache) for _ in range(5)))
     bad = await asyncio.gather(*(averify_password(stored, "nope", cache) for _ in range(3)))
     assert good == [True] * 5 and bad == [False] * 3

@@ -72,8 +72,10 @@ def directory() -> FakeDirectory:
     )
 
 
-def run(*addresses: str, d: FakeDirectory | None = None):
-    return Categorizer(d or directory(), "mx1", "mx1.example.test").categorize([EnvelopeRecipient(a) for a in addresses])
+def run(*addresses: str, d: FakeDirectory | None = None, size: int | None = None) -> Categorized:
+    return Categorizer(d or directory(), "mx1", "mx1.example.test").categorize(
+        [EnvelopeRecipient(a) for a in addresses], size
+    )
 
 
 def test_proxy_address_is_case_insensitive_and_resolves_to_the_primary() -> None:
@@ -138,25 +140,21 @@ def _limited(d: FakeDirectory, rid: int, limit: int) -> FakeDirectory:
     return d
 
 
-def categorize_sized(size: int | None, *addresses: str, d: FakeDirectory) -> Categorized:
-    return Categorizer(d, "mx1", "mx1.example.test").categorize([EnvelopeRecipient(a) for a in addresses], size)
-
-
 def test_a_message_too_large_for_one_recipient_fails_that_one_alone() -> None:
     d = _limited(directory(), 1, 1000)
-    out = categorize_sized(1001, "alice@example.test", "bob@example.test", d=d)
+    out = run("alice@example.test", "bob@example.test", d=d, size=1001)
     assert [r.address for r in out.resolved] == ["bob@example.test"]
     [failed] = out.failed
     assert (failed.address, failed.code, failed.status) == ("alice@example.test", 552, "5.2.3")
     assert "RecipSizeLimit" in failed.text and not out.all_too_big
     # At the limit itself it fits; without a size (a DSN) nothing is checked.
-    assert not categorize_sized(1000, "alice@example.test", d=d).failed
-    assert not categorize_sized(None, "alice@example.test", d=d).failed
+    assert not run("alice@example.test", d=d, size=1000).failed
+    assert not run("alice@example.test", d=d, size=None).failed
 
 
 def test_a_group_member_is_held_to_its_own_limit() -> None:
     d = _limited(directory(), 2, 1000)
-    out = categorize_sized(5000, "team@example.test", d=d)
+    out = run("team@example.test", d=d, size=5000)
     assert [r.address for r in out.resolved] == ["alice@example.test"]
     assert [(f.address, f.original.address, f.status) for f in out.failed] == [
         ("bob@example.test", "team@example.test", "5.2.3")
@@ -165,13 +163,13 @@ def test_a_group_member_is_held_to_its_own_limit() -> None:
 
 def test_a_group_over_its_own_limit_fails_whole_and_too_big_for_all_is_told() -> None:
     d = _limited(directory(), 3, 1000)
-    out = categorize_sized(5000, "team@example.test", d=d)
+    out = run("team@example.test", d=d, size=5000)
     assert out.resolved == [] and [f.address for f in out.failed] == ["team@example.test"]
     assert out.all_too_big
     # bob twice (directly and through the group) fails once.
     d = _limited(_limited(directory(), 1, 1000), 2, 1000)
-    out = categorize_sized(5000, "bob@example.test", "team@example.test", d=d)
+    out = run("bob@example.test", "team@example.test", d=d, size=5000)
     assert sorted(f.address for f in out.failed) == ["alice@example.test", "bob@example.test"]
     assert out.all_too_big
     # Anyone without a limit (here an external contact) keeps the transaction alive.
-    assert not categorize_sized(5000, "bob@example.test", "ext@example.test", d=d).all_too_big
+    assert not run("bob@example.test", "ext@example.test", d=d, size=5000).all_too_big
