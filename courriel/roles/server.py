@@ -18,12 +18,18 @@ forks that many workers. Each runs every role of the server (with the Mailbox ro
 with its own queue file) and listens on the shared ports (SO_REUSEPORT: the kernel spreads
 connections), SMTP as IMAP4 and POP3. The parent only supervises: it restarts a worker that dies, and if the parent
 itself is killed the kernel kills the workers (PR_SET_PDEATHSIG), so nothing is left bound.
+
+One server runs per data directory (`hold_instance_lock`). Every listener shares its port with
+SO_REUSEPORT, so a second `courriel serve` of the same config would bind without an error and
+silently split the connections, and its transport would scan the same queue; it is refused
+instead, naming the running one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ctypes
+import fcntl
 import logging
 import os
 import signal
@@ -35,7 +41,7 @@ from courriel.clientaccess.locator import BackendLocator
 from courriel.clientaccess.smtp_outbound import OutboundProxy
 from courriel.clientaccess.smtp_proxy import FrontEndTransport
 from courriel.config.schema import ServerConfig
-from courriel.core.errors import TransientError
+from courriel.core.errors import Conflict, TransientError
 from courriel.core.ids import new_id
 from courriel.core.ports import DEFAULT_FRONTEND, Role
 from courriel.dns import NextHopResolver
@@ -61,6 +67,8 @@ from courriel.transport.service import Accepted, Submission
 log = logging.getLogger("courriel")
 PR_SET_PDEATHSIG = 1
 RESTART_DELAY = 1.0  # seconds before a crashed worker is started again
+LOCK_WAIT = 10.0  # seconds a start waits for the lock: the workers of a server just killed are exiting
+LOCK_FILE = "server.lock"
 
 
 class ConnectorSink:
@@ -362,7 +370,33 @@ def _supervise(config: ServerConfig, workers: int) -> int:
     return 0
 
 
+def hold_instance_lock(config: ServerConfig, wait: float = LOCK_WAIT) -> int:
+    """Take the data directory's lock for this process and the workers it forks (they inherit
+    the descriptor, so the lock lasts until the last of them exits); Conflict if another server
+    holds it after `wait` seconds. The file names the holder's pid for the message."""
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(config.data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+                os.close(fd)
+                raise Conflict(
+                    "server already running",
+                    f"server {config.name} is already running on {config.data_dir} (pid {holder}); stop it first",
+                ) from None
+            time.sleep(0.1)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    return fd
+
+
 def serve(config: ServerConfig) -> int:
+    hold_instance_lock(config)
     workers = config.workers or (os.cpu_count() or 1)
     if workers == 1:
         _setup_logging(config, None)
