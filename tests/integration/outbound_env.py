@@ -74,6 +74,7 @@ INTERNET = SendConnector(
     protocol_logging_level=LoggingLevel.VERBOSE,
     connection_inactivity_timeout=5.0,
 )
+TOO_MANY_SESSIONS = Reply(421, "4.3.2", "Too many connections from your host")
 ZONE: Records = {
     "sender.test": {"MX": [(10, "mx.sender.test.")]},
     "mx.sender.test": {"A": ["127.0.0.128"]},
@@ -135,6 +136,9 @@ class _PeerPolicy:
         peer = self.peer
         peer.connections += 1
         peer.sessions += 1
+        if peer.session_limit is not None and peer.sessions > peer.session_limit:
+            peer.refused += 1
+            return TOO_MANY_SESSIONS
         peer.max_sessions = max(peer.max_sessions, peer.sessions)
         return peer.greeting
 
@@ -196,6 +200,8 @@ class Peer:
     data_replies: list[Reply] = field(default_factory=list)  # consumed in order, then 250
     stall_after: int | None = None  # after this many 250s, every DATA hangs
     greeting: Reply | None = None  # e.g. 554: refuse every connection
+    session_limit: int | None = None  # sessions open at once; more get TOO_MANY_SESSIONS (421)
+    refused: int = 0  # sessions refused for that limit
     messages: list[Received] = field(default_factory=list)
     helo_names: list[str] = field(default_factory=list)
     connections: int = 0

@@ -307,6 +307,26 @@ async def test_per_destination_concurrency_limit(out: Outbound) -> None:
         await peer.stop()
 
 
+async def test_a_peer_at_its_session_limit_gets_fewer_sessions_not_deferrals(out: Outbound) -> None:
+    """A 421 greeting while other sessions to the peer are open means "at my limit" (Exchange's
+    MaxInboundConnectionPerSource): the message waits for an open session instead of a retry
+    interval, and fewer sessions are opened from then on."""
+    peer = await Peer("127.0.0.124", MX_PORT, data_delay=0.1, session_limit=2).start()
+    out.smtp.connections = Connections(per_destination=8)
+    try:
+        for i in range(16):
+            await out.submit(SENDER, [f"l{i}@remote.test"])
+        received = await peer.wait_for(16, timeout=20)
+        assert sorted(r.recipients[0] for r in received) == sorted(f"l{i}@remote.test" for i in range(16))
+        assert peer.refused >= 1  # the limit was met: the feedback was exercised
+        assert peer.refused < 6  # not one refused session per waiting message
+        await out.until(lambda: len(out.events("SEND")) == 16, what="16 SEND events")
+        assert out.events("DEFER") == []
+        assert peer.max_sessions == 2
+    finally:
+        await peer.stop()
+
+
 async def test_a_stalled_peer_times_out_and_defers(tmp_path: Path, dns: DnsServer) -> None:
     peer = await Peer("127.0.0.124", MX_PORT, stall_after=0).start()
     impatient = SendConnector(name="Internet", address_spaces=(("*", 1),), connection_inactivity_timeout=1.0)

@@ -96,9 +96,32 @@ class _Job:
 
 @dataclass(slots=True)
 class _Destination:
+    """The jobs waiting for one destination and its sessions. `window`, when set, is how many
+    sessions it takes now: lowered when it refuses a new session while others are open (a 421
+    greeting at its MaxInboundConnectionPerSource, a refused connect), raised by one with each
+    delivery after that, and gone at the connections' per-destination limit (Postfix's
+    concurrency feedback)."""
+
     key: str
     jobs: deque[_Job] = field(default_factory=deque)
     workers: int = 0
+    window: int | None = None
+
+    def narrow(self) -> None:
+        """One session fewer than are open now, at least one."""
+        self.window = max(1, self.workers - 1)
+
+    def widen(self, limit: int) -> None:
+        if self.window is not None:
+            self.window = None if self.window + 1 >= limit else self.window + 1
+
+    def full(self) -> bool:
+        """No new session now."""
+        return self.window is not None and self.workers >= self.window
+
+    def over(self) -> bool:
+        """One session too many: the one that was refused ends."""
+        return self.window is not None and self.workers > self.window
 
 
 @dataclass(slots=True)
@@ -107,6 +130,7 @@ class _Attempt:
     source: str  # tracking source: SMTP, DNS or QUEUE
     client: SmtpClient | None = None  # a session worth keeping for the next message
     server_ip: str | None = None  # the peer that answered, for the tracking log
+    refused: str | None = None  # no session could be opened (and no transaction was tried): why
 
 
 def _connector_for(hop: str, connectors: Sequence[SendConnector]) -> tuple[SendConnector, str] | None:
@@ -205,7 +229,7 @@ class SmtpDelivery:
 
     def _wake(self, dest: _Destination) -> None:
         for _ in range(len(dest.jobs)):
-            if not self.connections.reserve(dest.key):
+            if dest.full() or not self.connections.reserve(dest.key):
                 return
             dest.workers += 1
             self._spawn(self._work(dest))
@@ -216,8 +240,8 @@ class SmtpDelivery:
             async with self.connections.slot():
                 if dest.jobs:
                     client = self.connections.take(dest.key)
-                while dest.jobs:
-                    client = await self._attempt(dest.jobs.popleft(), client)
+                while dest.jobs and not dest.over():
+                    client = await self._attempt(dest, dest.jobs.popleft(), client)
                     if client is not None and not self.connections.reusable(client):
                         await client.close()
                         client = None
@@ -260,19 +284,33 @@ class SmtpDelivery:
 
     # -- one attempt ------------------------------------------------------------------------
 
-    async def _attempt(self, job: _Job, client: SmtpClient | None) -> SmtpClient | None:
-        """Deliver one job and record its results; never raises. Returns a reusable session."""
+    async def _attempt(self, dest: _Destination, job: _Job, client: SmtpClient | None) -> SmtpClient | None:
+        """Deliver one job and record its results; never raises. Returns a reusable session.
+
+        A destination that refuses a new session while this server has others open to it is at
+        its limit, not down: the job goes back to those sessions (no deferral, no backoff) and
+        the destination's window narrows, so this worker ends."""
         attempt = _Attempt([], "SMTP", client)
+        handed_back = False
         try:
             attempt = await self._deliver(job, client)
+            if attempt.refused is not None and dest.workers > 1:
+                dest.narrow()
+                dest.jobs.appendleft(job)
+                handed_back = True
+                log.info("%s refused another session (%s): %d now", dest.key, attempt.refused, dest.window)
+                return None
             await self._record(job, attempt)
+            if attempt.client is not None:
+                dest.widen(self.connections.per_destination)
         except Exception:
             log.exception("SMTP delivery of %s failed; the queue scan will retry", job.msg.id)
             if attempt.client is not None:
                 await attempt.client.close(polite=False)
             return None
         finally:
-            self._in_flight.difference_update(r.id for r in job.rcpts if r.id is not None)
+            if not handed_back:
+                self._in_flight.difference_update(r.id for r in job.rcpts if r.id is not None)
         return attempt.client
 
     def _outcome(self, job: _Job, rcpt: QueuedRecipient, status: str, error: str, **extra: Any) -> Outcome:
@@ -320,18 +358,21 @@ class SmtpDelivery:
             log.info("%s: %s", job.domain, exc.detail)
             return _Attempt(self._all(job, job.rcpts, "retry", exc.public), "DNS")
         last = f"451 4.4.0 No mail server for {job.domain} could be reached"
+        transacted = False
         for endpoint in targets:  # RFC 5321 §5.1: every exchanger before deferring
             try:
                 client = await opener.open(endpoint)
             except SessionFailed as exc:
                 last = exc.error
                 continue
+            transacted = True
             outcomes = await self._transact(client, job, needs, payload)
             if isinstance(outcomes, list):
                 return _Attempt(outcomes, "SMTP", self._keep(client), client.address)
             last = outcomes
             await client.close(polite=False)
-        return _Attempt(self._all(job, job.rcpts, "retry", last), "SMTP")
+        refused = None if transacted or not targets else last
+        return _Attempt(self._all(job, job.rcpts, "retry", last), "SMTP", refused=refused)
 
     async def _route(self, job: _Job) -> tuple[list[Endpoint], SessionOpener]:
         """Where this job's session goes and under which rules; PermanentError or TransientError."""
