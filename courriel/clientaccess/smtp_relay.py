@@ -33,12 +33,13 @@ from courriel.transport.deliver.esmtp import (
     rcpt_command,
     refusal,
 )
+from courriel.transport.receive.headers import ReceivedTransaction
 
 log = logging.getLogger(__name__)
 NO_NEXT_HOP = Reply(451, "4.4.0", "No server could take the message now; try again later")
 
 
-class Transaction(Protocol):
+class Transaction(ReceivedTransaction, Protocol):
     """What the receive side hands over (transport/service.py's Submission has all of it)."""
 
     @property
@@ -46,25 +47,9 @@ class Transaction(Protocol):
     @property
     def recipients(self) -> Sequence[EnvelopeRecipient]: ...
     @property
-    def data(self) -> bytes: ...
-    @property
-    def client_ip(self) -> str: ...
-    @property
-    def helo(self) -> str | None: ...
-    @property
     def connector(self) -> str | None: ...
     @property
-    def auth_user(self) -> str | None: ...
-    @property
-    def auth_server(self) -> str | None: ...
-    @property
     def auth_password(self) -> str | None: ...  # kept by the receive side only for relaying as the user
-    @property
-    def tls_version(self) -> str | None: ...
-    @property
-    def esmtp(self) -> bool: ...
-    @property
-    def smtputf8(self) -> bool: ...
     @property
     def mail_params(self) -> Mapping[str, Any]: ...
 
