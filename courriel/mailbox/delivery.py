@@ -7,7 +7,8 @@ allocation per folder (allocate.py) and one multi-row insert of the messages. Co
 `deliver` calls are coalesced by DeliveryQueue into one placement, which the group committer
 then commits with one flush (DESIGN.md §4). The messages' IMAP analysis (analysis.py) goes in
 with them. Refusals undo exactly what they did (the delivery key, the mailbox charge), so a
-refused message leaves nothing behind.
+refused message leaves nothing behind. A mailbox move carries the keys to the new database
+(`delivery_keys`, `record_delivery_keys`), so a retry after the move is still a "duplicate".
 Lock order on PostgreSQL: mailboxes in GUID order, then folders, as in every other write; the
 delivery keys come first, but only a second delivery of the same message contends for one.
 """
@@ -17,11 +18,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, insert
+from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from courriel.mailbox import quota
@@ -209,6 +210,26 @@ async def _release_keys(
             await conn.execute(
                 delete(deliveries).where(deliveries.c.mailbox == guid, deliveries.c.delivery_key.in_(part))
             )
+
+
+async def delivery_keys(conn: AsyncConnection, guid: str, since: int) -> dict[str, int]:
+    """The mailbox's delivery keys recorded at `since` (epoch seconds) or later, with their times."""
+    rows = await conn.execute(
+        select(deliveries.c.delivery_key, deliveries.c.delivered).where(
+            deliveries.c.mailbox == guid, deliveries.c.delivered >= since
+        )
+    )
+    return {key: int(delivered) for key, delivered in rows.all()}
+
+
+async def record_delivery_keys(conn: AsyncConnection, guid: str, keys: Mapping[str, int]) -> None:
+    """Add keys recorded elsewhere (key → time delivered), keeping their times; a key already here stays."""
+    if not keys:
+        return
+    stmt = dialect_insert(conn, deliveries).on_conflict_do_nothing(index_elements=["mailbox", "delivery_key"])
+    await conn.execute(
+        stmt, [{"mailbox": guid, "delivery_key": key, "delivered": when} for key, when in keys.items()]
+    )
 
 
 async def _charge(conn: AsyncConnection, guid: str, group: list[Placement], now: int) -> list[bool | None]:

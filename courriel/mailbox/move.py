@@ -2,11 +2,13 @@
 
 The copy runs in passes over the store's public calls, with the mailbox live in its source
 database: the first pass copies every folder, message (flags, keywords, internal date, bytes
-into the target's own blob store) and subscription; each later pass applies what changed since
-(CONDSTORE's MODSEQ: new and changed messages, expunges, new, renamed and deleted folders). When
-a pass finds little left, the final step fences the source (mailbox/fence.py: writes to it fail
-for a moment, deliveries go back to the queue), copies the last changes, switches the recipient's
-database in the directory, and removes the source copy. A failure before the switch lifts the
+into the target's own blob store), subscription and exactly-once delivery key (with its time, so
+that a retried delivery is still a duplicate in the target and the key ages out on schedule);
+each later pass applies what changed since (CONDSTORE's MODSEQ: new and changed messages,
+expunges, new, renamed and deleted folders; the keys recorded since). When a pass finds little
+left, the final step fences the source (mailbox/fence.py: writes to it fail for a moment,
+deliveries go back to the queue), copies the last changes, switches the recipient's database in
+the directory, and removes the source copy with its keys. A failure before the switch lifts the
 fence and leaves the source as it was; the target's partial copy is cleared by the next attempt.
 
 Messages get new UIDs in the target, and each folder a new, greater UIDVALIDITY, so IMAP clients
@@ -21,6 +23,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from courriel.core.errors import PermanentError
 from courriel.mailbox.fence import LOCKED, MOVED, MoveFence
@@ -49,14 +52,26 @@ class FolderMap:
 
 
 class MailboxCopy:
-    """The passes of one move; `sync()` brings the target up to the source and counts changes."""
+    """The passes of one move; `sync()` brings the target up to the source and counts changes.
+
+    Delivery keys recorded before `keys_since` are not copied: the Mailbox role prunes them anyway.
+    """
 
     def __init__(
-        self, source: MailboxDatabase, target: MailboxDatabase, guid: str, owner: str, progress: Progress
+        self,
+        source: MailboxDatabase,
+        target: MailboxDatabase,
+        guid: str,
+        owner: str,
+        progress: Progress,
+        *,
+        keys_since: datetime | None = None,
     ) -> None:
         self.source, self.target, self.guid, self.owner = source, target, guid, owner
         self.progress = progress
+        self.keys_since = keys_since
         self.folders: dict[int, FolderMap] = {}
+        self.keys: set[str] = set()  # delivery keys copied so far
         self.copied = 0
         self._run = uuid.uuid4().hex[:12]
 
@@ -82,6 +97,7 @@ class MailboxCopy:
             elif folder.highestmodseq > mapped.modseq:
                 changes += await self._apply_changes(folder.id, mapped)
         changes += await self._sync_subscriptions()
+        await self._sync_delivery_keys()
         return changes
 
     async def _rename(self, old: str, new: str) -> None:
@@ -186,6 +202,19 @@ class MailboxCopy:
             await self.target.subscribe(self.guid, name, False)
         return len(wanted ^ have)
 
+    async def _sync_delivery_keys(self) -> None:
+        """Copy the keys recorded since the last pass. Every pass reads them all rather than those
+        newer than a time: a key's time is its delivering server's clock when the delivery began,
+        so a later commit can carry an earlier time. Not counted as changes: a key is one small row,
+        as cheap to copy in the final step as before it."""
+        recorded = await self.source.delivery_keys(self.guid, self.keys_since)
+        new = {key: when for key, when in recorded.items() if key not in self.keys}
+        if not new:
+            return
+        await self.target.record_delivery_keys(self.guid, new)
+        self.keys.update(new)
+        self.progress(f"  {len(new)} delivery key(s) copied")
+
 
 @dataclass(frozen=True, slots=True)
 class Side:
@@ -205,9 +234,12 @@ async def move_mailbox(
     quota: int | None,
     progress: Progress,
     max_passes: int = MAX_PASSES,
+    keys_since: datetime | None = None,
 ) -> int:
     """Copy, fence, copy the rest, `switch` the directory, remove the source copy; returns the
-    number of messages copied. `quota` is the ProhibitSendReceiveQuota the target records."""
+    number of messages copied. `quota` is the ProhibitSendReceiveQuota the target records.
+    `keys_since` is the start of the delivery keys' prune window: older keys are left behind
+    (None: every key the source holds, which its Mailbox role prunes to that window hourly)."""
     if await source.fence.state(guid) is not None:  # the directory says the mailbox is here
         progress("lifting the fence an interrupted move left on the source")
         await source.fence.lift(guid)
@@ -216,7 +248,7 @@ async def move_mailbox(
     if leftover:
         progress(f"cleared {len(leftover)} message(s) left in the target by an earlier attempt")
     await target.db.ensure_mailbox(guid, owner)
-    copy = MailboxCopy(source.db, target.db, guid, owner, progress)
+    copy = MailboxCopy(source.db, target.db, guid, owner, progress, keys_since=keys_since)
     progress("copying the mailbox while it stays in use")
     changes = await copy.sync()
     for number in range(1, max_passes + 1):

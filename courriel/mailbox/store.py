@@ -14,13 +14,14 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from courriel.mailbox import criteria, expunge, fence, folders, messages, pop, query, quota, tree
+from courriel.mailbox import criteria, delivery, expunge, fence, folders, messages, pop, query, quota, tree
 from courriel.mailbox.allocate import by_id
 from courriel.mailbox.analysis import Analyser, DeliveryAnalysis, imap_analysis
 from courriel.mailbox.analysis import CacheEntry as CacheEntry  # re-exported: callers import it from here
@@ -51,6 +52,7 @@ from courriel.mailbox.notify import (
     wait_for_change,
 )
 from courriel.mailbox.snapshots import KnownRow, KnownRows, SnapshotCache
+from courriel.mailbox.uidset import chunks
 from courriel.storage.blobs import NOWAIT, BlobRef, BlobStore, CachedBlobs
 
 T = TypeVar("T")
@@ -536,11 +538,25 @@ class MailboxDatabase:
         cutoff = to_epoch(older_than)
         return await self._db.write(lambda c: messages.prune_delivery_keys(c, cutoff))
 
+    async def delivery_keys(self, guid: str, since: datetime | None = None) -> dict[str, int]:
+        """The mailbox's exactly-once delivery keys (key → epoch seconds it was delivered), only
+        those recorded at `since` or later if given: what a mailbox move carries over."""
+        cutoff = 0 if since is None else to_epoch(since)
+        return await self._read(lambda c: delivery.delivery_keys(c, guid, cutoff))
+
+    async def record_delivery_keys(self, guid: str, keys: Mapping[str, int]) -> None:
+        """Add delivery keys another database recorded for the mailbox, keeping their times, in
+        transactions of KEY_BATCH keys (deliveries share the group committer meanwhile)."""
+        for part in chunks(list(keys.items()), KEY_BATCH):
+            await self._db.write(partial(delivery.record_delivery_keys, guid=guid, keys=dict(part)))
+
 
 # What `bodies_now` reads on the event loop at most: 500 cached bodies (3.9 MB) take about 6 ms
 # there, CPU only, as answering them does, where the read thread takes 17 ms of GIL ping-pong.
 NOW_MAX_MESSAGES = 500
 NOW_MAX_BYTES = 4 * 1024 * 1024
+
+KEY_BATCH = 1000  # delivery keys per transaction of `record_delivery_keys`
 
 
 def _result(placed: Placed) -> DeliveryResult:

@@ -26,7 +26,7 @@ from courriel.org.model import LoggingLevel, Recipient
 from courriel.org.quota_warnings import QuotaWarningLog
 from courriel.security.orgca import OrgCredentials
 from courriel.storage.blobs import BlobStore, open_database_blobs
-from courriel.transport.deliver.local import DUPLICATE_WINDOW, LocalDelivery
+from courriel.transport.deliver.local import LocalDelivery, delivery_key_window
 from courriel.transport.deliver.organization import OrgLinks
 from courriel.transport.deliver.smtp import SmtpDelivery
 from courriel.transport.protocol_log import ProtocolLog
@@ -193,7 +193,7 @@ class MailboxRole:
         """Forget delivery keys older than the duplicate window, and never younger than a message
         can still be retried by a previous hop (its expiration timeout)."""
         while True:
-            window = max(DUPLICATE_WINDOW, self.cache.snapshot.transport_config.message_expiration_timeout + 86400.0)
+            window = delivery_key_window(self.cache.snapshot.transport_config)
             cutoff = datetime.fromtimestamp(time.time() - window, UTC)
             for name, db in list(self.databases.items()):
                 try:

@@ -26,7 +26,7 @@ from courriel.mailbox.fence import is_fenced
 from courriel.mailbox.model import DeliveryRequest
 from courriel.mailbox.store import MailboxDatabase
 from courriel.org.model import MailboxDatabase as DatabaseInfo
-from courriel.org.model import Recipient, quota_in_force
+from courriel.org.model import Recipient, TransportConfig, quota_in_force
 from courriel.storage.blobs import BlobRef, BlobStore
 from courriel.transport.queue.store import QueuedMessage, QueuedRecipient, QueueStore, RecipientResult
 from courriel.transport.tracking import TrackingLog
@@ -40,7 +40,13 @@ DUPLICATE_WINDOW = 7 * 86400.0  # seconds a delivered Message-ID is remembered p
 
 def retry_at(rcpt: QueuedRecipient) -> float:
     """When a local delivery that failed for a passing reason is tried again: 5 s, doubling to 60 s."""
-    return time.time() + min(RETRY_FIRST * 2 ** min(rcpt.attempts, 8), RETRY_AFTER)
+    return time.time() + min(RETRY_FIRST * float(2 ** min(rcpt.attempts, 8)), RETRY_AFTER)
+
+
+def delivery_key_window(config: TransportConfig) -> float:
+    """Seconds a mailbox remembers a delivery key: the Message-ID window, and never less than a
+    message can still be retried by a previous hop (its expiration timeout, plus a day)."""
+    return max(DUPLICATE_WINDOW, config.message_expiration_timeout + 86400.0)
 
 
 def delivery_key(msg: QueuedMessage, guid: str) -> str:

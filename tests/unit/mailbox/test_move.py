@@ -2,7 +2,8 @@
 
 The mailbox keeps its folders, messages, flags, keywords, internal dates and subscriptions; the
 changes made while it is copied are carried over; deliveries during the final step are turned
-back and arrive once, in the new database; the old database refuses the mailbox afterwards.
+back and arrive once, in the new database; a delivery retried after the move is still a duplicate;
+the old database refuses the mailbox afterwards.
 """
 
 from __future__ import annotations
@@ -10,13 +11,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from courriel.mailbox.errors import NoSuchMailbox
-from courriel.mailbox.fence import MOVED, MoveFence, is_fenced
+from courriel.mailbox.fence import LOCKED, MOVED, MoveFence, is_fenced
 from courriel.mailbox.flags import ANSWERED, DELETED, FLAGGED, SEEN
 from courriel.mailbox.move import MailboxCopy, Side, move_mailbox
 from courriel.mailbox.store import MailboxDatabase
@@ -190,6 +191,52 @@ async def test_deliveries_during_the_move_arrive_once(pair: Pair) -> None:
     expected = {message(n) + f"before{n}".encode() for n in range(30)}
     expected |= {message(100 + int(k[6:])) + k.encode() for k in delivered}
     assert set(bodies) == expected
+
+
+async def test_delivery_keys_move_with_the_mailbox(pair: Pair, monkeypatch: pytest.MonkeyPatch) -> None:
+    src, dst = pair.source.db, pair.target.db
+    await _put(src, 1, "mid:first")
+    await _put(src, 2, "queue7:" + GUID)
+    await src.record_delivery_keys(GUID, {"mid:ancient": 1_000_000_000})  # past the prune window
+    fence_source = pair.source.fence.raise_fence
+
+    async def deliver_then_fence(guid: str, state: str = LOCKED) -> None:
+        """A delivery after the last pass, just before the fence: only the final step sees it."""
+        if state == LOCKED:
+            await _put(src, 3, "mid:last")
+        await fence_source(guid, state)
+
+    monkeypatch.setattr(pair.source.fence, "raise_fence", deliver_then_fence)
+    recorded: dict[str, int] = {}
+
+    async def switch() -> None:
+        recorded.update(await src.delivery_keys(GUID))
+
+    said: list[str] = []
+    week = datetime.now(UTC) - timedelta(days=7)  # the prune window
+    await move_mailbox(
+        pair.source,
+        pair.target,
+        GUID,
+        OWNER,
+        switch=switch,
+        quota=None,
+        progress=said.append,
+        keys_since=week,
+    )
+    for n, key in [(1, "mid:first"), (2, "queue7:" + GUID), (3, "mid:last")]:
+        blob = await dst.blobs.put(message(n) + key.encode())
+        (again,) = await dst.deliver_many([request(blob, key)])
+        assert again.status == "duplicate", key
+    assert len((await _contents(dst))["INBOX"]) == 3
+    final = said.index("final step: holding writes to the source copy")
+    assert "  1 delivery key(s) copied" in said[final:]  # "mid:last", under the fence
+    fresh = {key: when for key, when in recorded.items() if key != "mid:ancient"}
+    assert set(fresh) == {"mid:first", "queue7:" + GUID, "mid:last"}
+    kept = await dst.delivery_keys(GUID)  # besides the move's own keys for the messages it copied
+    assert {key: kept.get(key) for key in fresh} == fresh  # with their times
+    assert "mid:ancient" not in kept
+    assert await src.delivery_keys(GUID) == {}
 
 
 async def test_a_failed_switch_leaves_the_source_in_use_and_a_rerun_completes(pair: Pair) -> None:
