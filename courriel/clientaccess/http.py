@@ -46,11 +46,10 @@ from courriel.clientaccess.locator import BackendLocator, Endpoint, backend_port
 from courriel.core.ports import offset_port
 from courriel.org.model import Recipient, RecipientKind
 from courriel.org.snapshot import DirectorySnapshot
-from courriel.security.passwords import averify_password
 from courriel.security.throttle import LoginThrottle
 from courriel.services.http.applications import AUTODISCOVER, OWA, Match, match
 from courriel.services.http.identity import AUTHENTICATED_USER, MAILBOX_GUID, PREFIX
-from courriel.services.pop3.logins import DirectoryLogin, login_failed
+from courriel.services.pop3.logins import PasswordLogin
 from courriel.transport.deliver.source import source_address
 
 log = logging.getLogger(__name__)
@@ -143,12 +142,12 @@ def http_allowed(recipient: Recipient | None) -> Recipient | None:
     return recipient
 
 
-class BasicLogin:
-    """Checks Basic credentials against the directory, as the IMAP4/POP3 logins do.
+class BasicLogin(PasswordLogin):
+    """Checks Basic credentials against the directory, as the IMAP4/POP3 logins do (PasswordLogin:
+    the throttle, then an argon2id check that costs as much for an unknown name, the same names).
 
-    The same order (throttle, then an argon2id check that costs as much for an unknown name, then
-    the mailbox's state) and the same names (DirectoryLogin.find: any proxy address, or a bare
-    local part in the default domain); the protocol switches of IMAP4/POP3 are not consulted.
+    HTTP logs in the mailboxes `http_allowed` serves, and a mailbox without a database is
+    refused as an unknown name is; the protocol switches of IMAP4/POP3 are not consulted.
     Every HTTP request carries its credentials again: `averify_password` remembers a pair that
     verified, keyed by the stored hash, so the next requests cost no argon2 run and a password
     change ends that at once.
@@ -161,24 +160,10 @@ class BasicLogin:
         *,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self._names = DirectoryLogin(snapshot, throttle, "imap")  # for `find` only
-        self._throttle = throttle
-        self._sleep = sleep
+        super().__init__(snapshot, throttle, "http", sleep=sleep)
 
-    async def verify(self, ip: str, username: str, password: str) -> Recipient | None:
-        """The mailbox these credentials open, or None (after the throttle's delay)."""
-        if self._throttle.blocked(ip, username):
-            log.info("http login for %r from %s refused: throttled", username, ip)
-            await login_failed(self._throttle, ip, username, record=False, sleep=self._sleep)
-            return None
-        recipient = http_allowed(self._names.find(username))
-        stored = recipient.password_hash if recipient is not None else None
-        if not await averify_password(stored, password) or recipient is None:
-            log.info("http login for %r from %s failed: bad credentials", username, ip)
-            await login_failed(self._throttle, ip, username, sleep=self._sleep)
-            return None
-        self._throttle.record_success(ip, username)
-        return recipient
+    def candidate(self, recipient: Recipient) -> bool:
+        return http_allowed(recipient) is not None
 
 
 # ---- port 80 ----------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from typing import Any
 from courriel.config.schema import SETTINGS, ServerConfig, Setting
 from courriel.core.errors import ConfigError
 from courriel.core.ports import Role
+from courriel.storage.engine import sqlite_path, sqlite_url
 
 ENV_VAR = "COURRIEL_CONFIG"
 
@@ -60,8 +61,9 @@ def parse_config(data: dict[str, Any], path: Path) -> ServerConfig:
     base = path.parent
     data_dir = (base / srv["data_dir"]).resolve()
     url = values["directory"]["url"]
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-        url = f"sqlite:///{data_dir / url[len('sqlite:///'):]}"
+    directory_file = sqlite_path(url, data_dir)
+    if directory_file is not None:
+        url = sqlite_url(directory_file)
     elif not (url.startswith("sqlite:") or url.startswith("postgresql")):
         raise ConfigError(f"{path}: directory.url must be sqlite:///… or postgresql://…")
     log_file = values["log"]["file"]

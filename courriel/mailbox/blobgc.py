@@ -19,6 +19,7 @@ from typing import Protocol
 
 from courriel.mailbox.store import MailboxDatabase
 from courriel.storage.blobs import BlobStore, Sweep, open_database_blobs, sweep_unreferenced
+from courriel.storage.engine import IN_MEMORY, sqlite_path
 
 
 class Database(Protocol):
@@ -59,10 +60,8 @@ async def fallback_references(databases: Iterable[Database], shared: BlobStore) 
 
 def database_exists(url: str, data_dir: Path) -> bool:
     """False for a SQLite database whose file was never created (it references nothing)."""
-    if not url.startswith("sqlite:///"):
-        return True
-    path = Path(url[len("sqlite:///") :])
-    return str(path) == ":memory:" or (path if path.is_absolute() else data_dir / path).exists()
+    path = sqlite_path(url, data_dir)
+    return path is None or sqlite_path(url) == IN_MEMORY or path.exists()
 
 
 @asynccontextmanager

@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from courriel.core.errors import CourrielError
 from courriel.mailbox.schema import COMPONENT, STEPS
-from courriel.storage.engine import async_url, is_sqlite, open_engine, open_reader, open_sync_sqlite_reader
+from courriel.storage.engine import is_sqlite, open_engine, open_reader, open_sync_sqlite_reader, sqlite_path
 from courriel.storage.groupcommit import GroupCommitter
 from courriel.storage.migrations import migrate
 
@@ -63,8 +63,8 @@ class Database:
         finally:
             await engine.dispose()  # a fresh pool for the writer's own loop
         reader = open_reader(engine, url, base_dir, pool_size=READ_POOL_SIZE)
-        full = async_url(url, base_dir)
-        sync_reader = _sqlite_sync_reader(full) if full.startswith("sqlite+aiosqlite:///") else None
+        path = sqlite_path(url, base_dir)
+        sync_reader = _sqlite_sync_reader(path) if path is not None else None
         return cls(name, engine, reader, sync_reader)
 
     @property
@@ -200,9 +200,9 @@ def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None
         future.set_result(value)
 
 
-def _sqlite_sync_reader(aiosqlite_url: str) -> Engine:
+def _sqlite_sync_reader(path: Path) -> Engine:
     """pysqlite connections on the same file, set up as storage/engine.py sets its readers up."""
-    engine = open_sync_sqlite_reader(aiosqlite_url[len("sqlite+aiosqlite:///") :], pool_size=READ_POOL_SIZE)
+    engine = open_sync_sqlite_reader(path, pool_size=READ_POOL_SIZE)
 
     @event.listens_for(engine, "connect")
     def mmap(dbapi_conn: Any, _record: Any) -> None:

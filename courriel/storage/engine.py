@@ -23,14 +23,32 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 WAL_ATTEMPTS = 50  # tries of the switch to WAL (about 25 s in all) before the error stands
+SQLITE = "sqlite:///"  # the form the config file and the directory store SQLite databases in
+IN_MEMORY = Path(":memory:")  # the path of `sqlite:///:memory:` as written: a database in no file
+
+
+def sqlite_path(url: str, base_dir: Path | None = None) -> Path | None:
+    """The file of a `sqlite:///path` URL, or None for any other URL.
+
+    A relative path is a file in a server's data directory: it is taken in `base_dir` when one
+    is given, and returned as written otherwise. `sqlite:////abs` names an absolute path, which
+    `base_dir` leaves as it is.
+    """
+    if not url.startswith(SQLITE):
+        return None
+    path = Path(url[len(SQLITE) :])
+    return path if base_dir is None else base_dir / path  # `/` keeps an absolute right side
+
+
+def sqlite_url(path: Path) -> str:
+    """The `sqlite:///` URL of a file (`sqlite:////abs` for an absolute path)."""
+    return f"{SQLITE}{path}"
 
 
 def async_url(url: str, base_dir: Path | None = None) -> str:
     """`sqlite:///rel/path` (relative to base_dir) or `postgresql://…` → the async driver's URL."""
-    if url.startswith("sqlite:///"):
-        path = Path(url[len("sqlite:///") :])
-        if not path.is_absolute() and base_dir is not None:
-            path = base_dir / path
+    path = sqlite_path(url, base_dir)
+    if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         return f"sqlite+aiosqlite:///{path}"
     if url.startswith(("postgresql://", "postgres://")):
@@ -126,15 +144,15 @@ def open_engine(url: str, base_dir: Path | None = None, *, pool_size: int = 5) -
 def open_sync_sqlite(path: Path) -> Engine:
     """A synchronous engine on a local SQLite file, for a `ThreadedGroupCommitter`'s writer thread."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(f"sqlite:///{path}", pool_size=1, max_overflow=0)
+    engine = create_engine(sqlite_url(path), pool_size=1, max_overflow=0)
     event.listen(engine, "connect", _sqlite_pragmas)
     event.listen(engine, "begin", _sqlite_begin)
     return engine
 
 
-def open_sync_sqlite_reader(path: str, *, pool_size: int) -> Engine:
+def open_sync_sqlite_reader(path: Path, *, pool_size: int) -> Engine:
     """A synchronous read-only engine on a SQLite file, its connections set up as `open_reader`'s."""
-    engine = create_engine(f"sqlite:///{path}", pool_size=pool_size, max_overflow=pool_size)
+    engine = create_engine(sqlite_url(path), pool_size=pool_size, max_overflow=pool_size)
     event.listen(engine, "connect", _reader_pragmas)
     event.listen(engine, "begin", _reader_begin)
     return engine

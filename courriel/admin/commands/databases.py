@@ -14,9 +14,10 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import socket
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
+from datetime import UTC, datetime
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -30,15 +31,11 @@ from courriel.mailbox.store import MailboxDatabase
 from courriel.org.model import MailboxDatabase as DatabaseInfo
 from courriel.org.model import Recipient, RecipientKind, Server
 from courriel.storage.blobs import BlobRef, BlobStore, open_database_blobs
-from courriel.storage.engine import open_engine
+from courriel.storage.engine import open_engine, sqlite_path, sqlite_url
+from courriel.transport.deliver.local import delivery_key_window
 
 Progress = Callable[[str], None]
 CONNECT_TIMEOUT = 10.0
-
-
-def sqlite_path(url: str) -> Path | None:
-    """The file of a `sqlite:///` URL as written (relative to its server's data dir), else None."""
-    return Path(url[len("sqlite:///") :]) if url.startswith("sqlite:///") else None
 
 
 @asynccontextmanager
@@ -96,6 +93,9 @@ async def move_mailbox_to(admin: Admin, address: str, database: str, progress: P
     if quota is None:
         quota = target.prohibit_send_receive_quota
     progress(f"moving {recipient.primary_address} from {source.name} to {target.name}")
+    # Delivery keys the source's Mailbox role would prune by now stay behind.
+    window = delivery_key_window(await directory.get_transport_config())
+    keys_since = datetime.fromtimestamp(time.time() - window, UTC)
 
     async def switch() -> None:
         await directory.switch_mailbox_database(recipient.primary_address, target.name, expected=source.name)
@@ -106,7 +106,14 @@ async def move_mailbox_to(admin: Admin, address: str, database: str, progress: P
         open_side(target, admin.config, shared) as dst,
     ):
         copied = await move_mailbox(
-            src, dst, recipient.guid, recipient.primary_address, switch=switch, quota=quota, progress=progress
+            src,
+            dst,
+            recipient.guid,
+            recipient.primary_address,
+            switch=switch,
+            quota=quota,
+            progress=progress,
+            keys_since=keys_since,
         )
     moved = await directory.get_recipient(recipient.primary_address)
     progress(f"moved {moved.primary_address} to {moved.database} ({copied} message(s) copied)")
@@ -149,7 +156,7 @@ async def _reachable_url(info: DatabaseInfo, target: Server, config: ServerConfi
                 f"{target.name} runs on another one: it cannot reach it. Move its mailboxes to a "
                 "PostgreSQL database (courriel mailbox move) instead"
             )
-        return info.url if path.is_absolute() else f"sqlite:///{(config.data_dir / path).resolve()}"
+        return info.url if path.is_absolute() else sqlite_url((config.data_dir / path).resolve())
     host = make_url(info.url).host or "localhost"
     if _is_loopback(host) and not on_this_machine(target, config):
         raise PermanentError(

@@ -1,13 +1,16 @@
-"""Logins to IMAP4 and POP3 against the organization directory, and the connection limits.
+"""Logins to IMAP4, POP3 and HTTP against the organization directory, and the connection limits.
 
 Shared by the POP3 back end and the Client Access front ends (it has no mailbox import). What a
 login must pass, in order (research/exchange2013-facts.md §3):
 - the throttle (security/throttle.py): too many recent failures from this address or for this
   name and the password is not even checked;
-- the password (argon2id, in a thread; an unknown name costs the same time as a known one);
-- the recipient is a mailbox, with a database, and enabled for the protocol
-  (Set-CASMailbox -ImapEnabled/-PopEnabled); the protocol is enabled (Set-ImapSettings/
-  Set-PopSettings -Enabled).
+- the password (argon2id, in a thread; an unknown name costs the same time as a known one, and
+  a pair that verified lately is remembered: passwords.py `VerifiedCache`);
+- the recipient is one the protocol logs in (`PasswordLogin.candidate`: a mailbox; for HTTP,
+  clientaccess/http.py, a mailbox in a database); any other name fails as a wrong password does;
+- the admin's switches (`enabled`): for IMAP4 and POP3 (`DirectoryLogin`) the mailbox has a
+  database and is enabled for the protocol (Set-CASMailbox -ImapEnabled/-PopEnabled), and the
+  protocol is enabled (Set-ImapSettings/Set-PopSettings -Enabled).
 Every refusal looks the same to the client (RFC 1939 §13, RFC 9051 §11.3: do not tell which names
 exist) and counts as a failure; the answer waits `delay_for` seconds.
 
@@ -43,14 +46,21 @@ def plaintext_allowed(settings: ProtocolSettings) -> bool:
     return settings.login_type is not LoginType.SECURE_LOGIN
 
 
-class DirectoryLogin:
-    """Checks credentials for one protocol against the current directory snapshot."""
+class PasswordLogin:
+    """Checks a name and password against the current directory snapshot, in the order every
+    protocol shares (see the module docstring).
+
+    What a protocol adds: which recipients it logs in (`candidate`, asked before the password;
+    any other name is refused as a wrong password is, at the same cost) and what an admin may
+    have switched off for them (`enabled`, asked once the password is right, and logged as
+    such). `protocol` names it in the log.
+    """
 
     def __init__(
         self,
         snapshot: Callable[[], DirectorySnapshot],
         throttle: LoginThrottle,
-        protocol: Protocol,
+        protocol: str,
         *,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -58,9 +68,6 @@ class DirectoryLogin:
         self._throttle = throttle
         self.protocol = protocol
         self._sleep = sleep
-
-    def settings(self) -> ProtocolSettings:
-        return protocol_settings(self._snapshot(), self.protocol)
 
     def find(self, username: str) -> Recipient | None:
         """The recipient a login name stands for: any of its addresses, or a bare local part
@@ -74,6 +81,14 @@ class DirectoryLogin:
                 found = snapshot.recipient(f"{name}@{default.name}")
         return found
 
+    def candidate(self, recipient: Recipient) -> bool:
+        """Whether the protocol logs this recipient in at all: a mailbox."""
+        return recipient.kind is RecipientKind.MAILBOX
+
+    def enabled(self, mailbox: Recipient) -> bool:
+        """Whether the admin's switches let this mailbox in; there are none by default."""
+        return True
+
     async def verify(self, ip: str, username: str, password: str) -> Recipient | None:
         """The mailbox these credentials open for this protocol, or None (after the delay)."""
         if self._throttle.blocked(ip, username):
@@ -81,44 +96,58 @@ class DirectoryLogin:
             await self._fail(ip, username, record=False)
             return None
         recipient = self.find(username)
-        mailbox = recipient if recipient is not None and recipient.kind is RecipientKind.MAILBOX else None
+        mailbox = recipient if recipient is not None and self.candidate(recipient) else None
         ok = await averify_password(mailbox.password_hash if mailbox else None, password)
         if not ok or mailbox is None:
             log.info("%s login for %r from %s failed: bad credentials", self.protocol, username, ip)
             await self._fail(ip, username)
             return None
-        if not self._allowed(mailbox):
+        if not self.enabled(mailbox):
             log.info("%s login for %r from %s refused: protocol disabled", self.protocol, username, ip)
             await self._fail(ip, username)
             return None
         self._throttle.record_success(ip, username)
         return mailbox
 
-    def _allowed(self, mailbox: Recipient) -> bool:
-        enabled = mailbox.imap_enabled if self.protocol == "imap" else mailbox.pop_enabled
-        return (
-            enabled and self.settings().enabled and mailbox.guid is not None and mailbox.database is not None
-        )
-
     async def _fail(self, ip: str, username: str, *, record: bool = True) -> None:
-        await login_failed(self._throttle, ip, username, record=record, sleep=self._sleep)
+        """A refused login: counted (unless `record` is False: a throttled attempt is not counted
+        again), then the throttle's delay before the answer."""
+        if record:
+            self._throttle.record_failure(ip, username)
+        delay = self._throttle.delay_for(ip, username)
+        if delay > 0:
+            await self._sleep(delay)
 
 
-async def login_failed(
-    throttle: LoginThrottle,
-    ip: str,
-    username: str,
-    *,
-    record: bool = True,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-) -> None:
-    """A refused login: counted (unless `record` is False: a throttled attempt is not counted
-    again), then the throttle's delay before the answer. Shared with the HTTP proxy's logins."""
-    if record:
-        throttle.record_failure(ip, username)
-    delay = throttle.delay_for(ip, username)
-    if delay > 0:
-        await sleep(delay)
+class DirectoryLogin(PasswordLogin):
+    """IMAP4 or POP3 logins: the mailbox must have a database and be enabled for the protocol,
+    and the protocol be enabled (`settings`, read from the directory snapshot of the moment)."""
+
+    protocol: Protocol
+
+    def __init__(
+        self,
+        snapshot: Callable[[], DirectorySnapshot],
+        throttle: LoginThrottle,
+        protocol: Protocol,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        super().__init__(snapshot, throttle, protocol, sleep=sleep)
+
+    def settings(self) -> ProtocolSettings:
+        return protocol_settings(self._snapshot(), self.protocol)
+
+    def enabled(self, mailbox: Recipient) -> bool:
+        """Set-CASMailbox -ImapEnabled/-PopEnabled, Set-ImapSettings/-PopSettings -Enabled, and a
+        database to open the mailbox in."""
+        switched_on = mailbox.imap_enabled if self.protocol == "imap" else mailbox.pop_enabled
+        return (
+            switched_on
+            and self.settings().enabled
+            and mailbox.guid is not None
+            and mailbox.database is not None
+        )
 
 
 class SessionCounter:
