@@ -22,7 +22,8 @@ itself is killed the kernel kills the workers (PR_SET_PDEATHSIG), so nothing is 
 One server runs per data directory (`hold_instance_lock`). Every listener shares its port with
 SO_REUSEPORT, so a second `courriel serve` of the same config would bind without an error and
 silently split the connections, and its transport would scan the same queue; it is refused
-instead, naming the running one.
+instead, naming the running one. Another server given the same address and port does not
+listen there (services/port_claim.py: the lock tells the workers of a server from the rest).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ from courriel.security.shared_state import SharedState
 from courriel.security.slots import SharedSlots
 from courriel.security.throttle import LoginThrottle
 from courriel.security.tls import ensure_certificate, server_context
+from courriel.services import port_claim
 from courriel.transport.deliver.client import ProtocolLogger
 from courriel.transport.protocol_log import ProtocolLog
 from courriel.transport.receive.policy import MessageSink, ReceiveContext
@@ -67,7 +69,7 @@ from courriel.transport.service import Accepted, Submission
 log = logging.getLogger("courriel")
 PR_SET_PDEATHSIG = 1
 RESTART_DELAY = 1.0  # seconds before a crashed worker is started again
-LOCK_WAIT = 10.0  # seconds a start waits for the lock: the workers of a server just killed are exiting
+LOCK_WAIT = 5.0  # seconds a start waits for the lock: the workers of a server just killed are exiting
 LOCK_FILE = "server.lock"
 
 
@@ -397,6 +399,7 @@ def hold_instance_lock(config: ServerConfig, wait: float = LOCK_WAIT) -> int:
 
 def serve(config: ServerConfig) -> int:
     hold_instance_lock(config)
+    port_claim.set_owner(config.data_dir / LOCK_FILE)
     workers = config.workers or (os.cpu_count() or 1)
     if workers == 1:
         _setup_logging(config, None)

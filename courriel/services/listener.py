@@ -23,6 +23,8 @@ from asyncio import sslproto
 from collections.abc import Callable
 from typing import Final, Generic, Protocol, TypeVar
 
+from courriel.services.port_claim import PortClaim, claim
+
 TLS_HANDSHAKE_TIMEOUT: Final = 30.0
 TLS_READ_SIZE: Final = 8 * 1024
 CANCEL_WAIT: Final = 5.0  # after the grace period, how long cancelled sessions may take to end
@@ -103,6 +105,7 @@ class Listeners(Generic[C]):
         self.stopping = False
         self.connections: set[C] = set()
         self._servers: list[tuple[str, int, asyncio.Server]] = []
+        self._claims: list[PortClaim] = []  # this server's hold on the shared ports (port_claim.py)
 
     async def listen(self, host: str, port: int, *, implicit_tls: bool) -> int:
         """Start listening, with TLS from the first byte or not; returns the bound port (useful
@@ -110,14 +113,22 @@ class Listeners(Generic[C]):
         if implicit_tls and self.tls is None:
             raise ValueError("implicit TLS needs a TLS context")
         small_tls_reads()
-        server = await asyncio.get_running_loop().create_server(
-            lambda: self.factory(implicit_tls),
-            host,
-            port,
-            ssl=self.tls if implicit_tls else None,
-            ssl_handshake_timeout=self.handshake_timeout if implicit_tls else None,
-            reuse_port=self.reuse_port or None,
-        )
+        held = claim(host, port) if self.reuse_port and port else None
+        try:
+            server = await asyncio.get_running_loop().create_server(
+                lambda: self.factory(implicit_tls),
+                host,
+                port,
+                ssl=self.tls if implicit_tls else None,
+                ssl_handshake_timeout=self.handshake_timeout if implicit_tls else None,
+                reuse_port=self.reuse_port or None,
+            )
+        except BaseException:
+            if held is not None:
+                held.release()
+            raise
+        if held is not None:
+            self._claims.append(held)
         bound = int(server.sockets[0].getsockname()[1])
         self._servers.append((host, bound, server))
         self.stopping = False
@@ -137,6 +148,9 @@ class Listeners(Generic[C]):
         self.stopping = True
         for _, _, server in self._servers:
             server.close()
+        for held in self._claims:
+            held.release()
+        self._claims.clear()
         connections = list(self.connections)
         for connection in connections:
             connection.shutdown()

@@ -28,6 +28,7 @@ from starlette.types import ASGIApp
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from courriel.services.http.identity import PEER_SERVER
+from courriel.services.port_claim import PortClaim, claim
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,7 @@ class _Running:
     port: int
     server: _Server
     task: asyncio.Task[None]
+    claim: PortClaim | None  # this server's hold on the shared port (port_claim.py)
 
 
 class HttpListeners:
@@ -147,7 +149,13 @@ class HttpListeners:
 
     async def listen(self, host: str, port: int, tls: ssl.SSLContext | None) -> int:
         """Serve on host:port (TLS when `tls` is given); returns the bound port (for port 0)."""
-        sock = bind(host, port, reuse_port=self.reuse_port)
+        held = claim(host, port) if self.reuse_port and port else None
+        try:
+            sock = bind(host, port, reuse_port=self.reuse_port)
+        except BaseException:
+            if held is not None:
+                held.release()
+            raise
         server = _Server(self._config(tls))
         task = asyncio.create_task(server.serve(sockets=[sock]), name=f"{self.name} {host}:{port}")
         ready = asyncio.create_task(server.ready.wait())
@@ -158,12 +166,14 @@ class HttpListeners:
             ready.cancel()
             server.should_exit = True
             sock.close()
+            if held is not None:
+                held.release()
             if task.done():
                 raise OSError(f"{self.name} could not start on {host}:{port}: {task.exception()!r}")
             task.cancel()
             raise OSError(f"{self.name} did not start on {host}:{port}")
         bound = int(sock.getsockname()[1])
-        self._running.append(_Running(host, bound, server, task))
+        self._running.append(_Running(host, bound, server, task, held))
         return bound
 
     def bound(self) -> list[tuple[str, int]]:
@@ -175,6 +185,8 @@ class HttpListeners:
         for run in running:
             run.server.config.timeout_graceful_shutdown = max(1, int(grace))
             run.server.should_exit = True
+            if run.claim is not None:
+                run.claim.release()
         for run in running:
             try:
                 await asyncio.wait_for(run.task, grace + 5.0)
