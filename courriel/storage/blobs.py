@@ -33,6 +33,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from courriel.storage.engine import IN_MEMORY, sqlite_path
+
 # A blob written (or touched) more recently than this is never deleted as unreferenced: the
 # commit that will reference it may still be on its way (queue after fsync, delivery after link).
 WRITE_GRACE = 3600.0
@@ -354,12 +356,10 @@ async def open_database_blobs(url: str, base_dir: Path | None, shared: BlobStore
     in tables of its own. An in-memory database uses `shared`. Close it (unless it is `shared`)
     when the database is closed.
     """
-    if url.startswith("sqlite:///"):
-        path = Path(url[len("sqlite:///") :])
-        if str(path) == ":memory:":
-            return shared
-        if not path.is_absolute() and base_dir is not None:
-            path = base_dir / path
+    if sqlite_path(url) == IN_MEMORY:
+        return shared
+    path = sqlite_path(url, base_dir)
+    if path is not None:
         return BlobStore(path.with_suffix(".blobs"), fallback=shared)
     from courriel.storage.pgblobs import PgBlobStore  # PostgreSQL only; keeps asyncpg out of file stores
 

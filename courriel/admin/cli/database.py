@@ -7,7 +7,7 @@ import argparse
 from courriel.admin.cli.arguments import leaf, noun
 from courriel.admin.cli.render import emit, progress
 from courriel.admin.commands.context import open_admin
-from courriel.admin.commands.databases import move_database_to
+from courriel.admin.commands.databases import default_database_url, move_database_to
 from courriel.org.model import MailboxDatabase
 
 COLUMNS = (("name", "Name"), ("server", "Server"), ("mounted", "Mounted"), ("url", "Url"))
@@ -55,7 +55,7 @@ async def run_list(args: argparse.Namespace) -> int:
 async def run_new(args: argparse.Namespace) -> int:
     async with open_admin(args.config) as admin:
         db = await admin.directory.new_database(
-            args.name, args.url or f"sqlite:///databases/{args.name}.db", args.server or admin.config.name
+            args.name, args.url or default_database_url(args.name), args.server or admin.config.name
         )
     print(f"created {_summary(db)}")
     return 0

@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -60,6 +61,11 @@ def _check_here(info: DatabaseInfo, config: ServerConfig) -> None:
         )
     if path.is_absolute() and not (path.exists() or path.parent.is_dir()):
         raise PermanentError(f"mailbox database {info.name}: no file {path} on this machine")
+
+
+def default_database_url(name: str) -> str:
+    """Where a new mailbox database goes when no URL is given: a SQLite file in the data dir."""
+    return sqlite_url(Path("databases") / f"{name}.db")
 
 
 @asynccontextmanager

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from courriel.admin.commands.context import open_directory
+from courriel.admin.commands.databases import default_database_url
 from courriel.config import ServerConfig, load_config, render_config
 from courriel.config.loader import parse_config
 from courriel.core.errors import ConfigError, Conflict, NotFound, PermanentError
@@ -169,7 +170,7 @@ async def setup_directory(
     )
     if Role.MAILBOX in config.roles and (not join or database is not None):
         name = database or DEFAULT_DATABASE
-        db = await directory.new_database(name, f"sqlite:///databases/{name}.db", config.name)
+        db = await directory.new_database(name, default_database_url(name), config.name)
         notes.append(f"created the mailbox database {db.name}, mounted on {config.name}")
     return notes
 

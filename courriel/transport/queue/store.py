@@ -26,7 +26,7 @@ from sqlalchemy import and_, bindparam, delete, exists, func, not_, select, upda
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from courriel.storage.engine import open_engine, open_reader, open_sync_sqlite
+from courriel.storage.engine import open_engine, open_reader, open_sync_sqlite, sqlite_url
 from courriel.storage.groupcommit import ThreadedGroupCommitter
 from courriel.storage.migrations import migrate
 from courriel.transport.queue.schema import ACTIVE, MIGRATIONS, messages, recipients
@@ -123,7 +123,7 @@ class QueueStore:
     @classmethod
     async def open(cls, path: Path) -> QueueStore:
         path.parent.mkdir(parents=True, exist_ok=True)
-        url = f"sqlite:///{path}"
+        url = sqlite_url(path)
         engine = open_engine(url)
         try:
             await migrate(engine, "queue", MIGRATIONS)
