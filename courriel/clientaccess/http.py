@@ -49,7 +49,7 @@ from courriel.org.snapshot import DirectorySnapshot
 from courriel.security.throttle import LoginThrottle
 from courriel.services.http.applications import AUTODISCOVER, OWA, Match, match
 from courriel.services.http.identity import AUTHENTICATED_USER, MAILBOX_GUID, PREFIX
-from courriel.services.pop3.logins import PasswordLogin
+from courriel.services.logins import PasswordLogin
 from courriel.transport.deliver.source import source_address
 
 log = logging.getLogger(__name__)

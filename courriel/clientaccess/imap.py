@@ -30,7 +30,7 @@ from courriel.org.model import ProtocolSettings
 from courriel.proto.imap import respcodes as codes
 from courriel.proto.imap import writer as w
 from courriel.proto.imap.reader import literal_marker
-from courriel.services.pop3.logins import plaintext_allowed
+from courriel.services.logins import plaintext_allowed
 from courriel.services.stream import Connection, Shutdown
 
 BACKEND_TAG = b"cas1"

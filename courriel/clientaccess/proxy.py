@@ -1,7 +1,7 @@
 """What the IMAP4 and POP3 front ends share: log in here, then on the back end, then relay.
 
 A Client Access front end is stateless (DESIGN.md §2, §3): it checks the client's credentials
-against the directory (services/pop3/logins.py: the same rules as the back end, so a refusal
+against the directory (services/logins.py: the same rules as the back end, so a refusal
 costs no back-end connection), finds the Mailbox server holding the mailbox (locator.py), opens
 TLS to its back-end port, logs in there with the same credentials, and from then on copies
 bytes both ways until either side closes (`relay`). The back end does the protocol work and
@@ -27,7 +27,7 @@ from courriel.clientaccess.locator import BackendLocator, Endpoint
 from courriel.org.model import ProtocolSettings
 from courriel.org.snapshot import DirectorySnapshot
 from courriel.security.throttle import LoginThrottle
-from courriel.services.pop3.logins import DirectoryLogin, Protocol, SessionCounter
+from courriel.services.logins import DirectoryLogin, Protocol, SessionCounter
 from courriel.services.stream import Connection, Shutdown, StreamListeners
 
 log = logging.getLogger(__name__)

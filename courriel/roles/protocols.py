@@ -35,7 +35,7 @@ from courriel.security.slots import Slots
 from courriel.security.throttle import LoginThrottle
 from courriel.security.tls import client_context
 from courriel.services.imap import ImapService
-from courriel.services.pop3.logins import SessionCounter
+from courriel.services.logins import SessionCounter
 from courriel.services.pop3.maildrop import MaildropLocks
 from courriel.services.pop3.service import Pop3Service
 

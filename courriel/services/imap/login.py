@@ -20,8 +20,8 @@ from courriel.proto.imap import respcodes as rc
 from courriel.proto.imap.backend import LoginRefused
 from courriel.services.imap.account import RecentRegistry, StoreAccount
 from courriel.services.imap.feed import FeedAccount, ProcessFeeds
+from courriel.services.logins import DirectoryLogin, SessionCounter
 from courriel.services.placement import Placement
-from courriel.services.pop3.logins import DirectoryLogin, SessionCounter
 
 log = logging.getLogger(__name__)
 

@@ -39,8 +39,8 @@ from courriel.services.imap.connection import ImapConnection
 from courriel.services.imap.feed import ProcessFeeds
 from courriel.services.imap.login import DirectoryAuthenticator
 from courriel.services.listener import Listeners
+from courriel.services.logins import DirectoryLogin, SessionCounter, plaintext_allowed
 from courriel.services.placement import Placements
-from courriel.services.pop3.logins import DirectoryLogin, SessionCounter, plaintext_allowed
 
 log = logging.getLogger(__name__)
 

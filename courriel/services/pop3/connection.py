@@ -34,7 +34,7 @@ from courriel.proto.pop3 import (
     Send,
     StartTLS,
 )
-from courriel.services.pop3.logins import plaintext_allowed
+from courriel.services.logins import plaintext_allowed
 from courriel.services.stream import Connection, Shutdown
 
 log = logging.getLogger(__name__)

@@ -27,6 +27,7 @@ from courriel.mailbox.store import MailboxDatabase
 from courriel.org.snapshot import DirectorySnapshot
 from courriel.proto.pop3 import DecideLogin, LoginResult, Pop3Session
 from courriel.security.throttle import LoginThrottle
+from courriel.services.logins import DirectoryLogin, SessionCounter
 from courriel.services.placement import FENCED_TEXT, Placement, Placements
 from courriel.services.pop3.connection import (
     TEMPORARY_FAILURE,
@@ -36,7 +37,6 @@ from courriel.services.pop3.connection import (
     Timeouts,
     engine_settings,
 )
-from courriel.services.pop3.logins import DirectoryLogin, SessionCounter
 from courriel.services.pop3.maildrop import MaildropLocks, StoreMaildrop
 from courriel.services.stream import Connection, StreamListeners
 

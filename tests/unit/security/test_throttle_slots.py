@@ -1,4 +1,4 @@
-"""Connection and session limits (services/pop3/logins.py SessionCounter over security/slots.py):
+"""Connection and session limits (services/logins.py SessionCounter over security/slots.py):
 in one process, and across processes through the shared file, where a dead process's slots
 must come back (it was SIGKILLed, or its pid now belongs to someone else)."""
 
@@ -16,7 +16,7 @@ import pytest
 from courriel.org.model import ProtocolSettings
 from courriel.security.shared_state import SharedState, process_start
 from courriel.security.slots import LocalSlots, SharedSlots, Slots
-from courriel.services.pop3.logins import SessionCounter
+from courriel.services.logins import SessionCounter
 
 LIMITS = ProtocolSettings(max_connections=3, max_connection_from_single_ip=2, max_connections_per_user=2)
 

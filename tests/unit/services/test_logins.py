@@ -1,4 +1,4 @@
-"""One login check for every protocol (services/pop3/logins.py `PasswordLogin`): IMAP4 and POP3
+"""One login check for every protocol (services/logins.py `PasswordLogin`): IMAP4 and POP3
 (`DirectoryLogin`) and HTTP (clientaccess/http.py `BasicLogin`) differ only in the recipients
 they log in and the switches they read, and each names itself in the log."""
 
@@ -14,7 +14,7 @@ from courriel.org.model import AcceptedDomain, ProtocolSettings, Recipient, Reci
 from courriel.org.snapshot import DirectorySnapshot
 from courriel.security.passwords import hash_password
 from courriel.security.throttle import LoginThrottle
-from courriel.services.pop3.logins import DirectoryLogin, PasswordLogin
+from courriel.services.logins import DirectoryLogin, PasswordLogin
 
 PASSWORD_HASH = hash_password("secret")
 IP = "192.0.2.7"

@@ -1,6 +1,6 @@
 """Logins to IMAP4, POP3 and HTTP against the organization directory, and the connection limits.
 
-Shared by the POP3 back end and the Client Access front ends (it has no mailbox import). What a
+Shared by the IMAP4 and POP3 back ends and the Client Access front ends (it has no mailbox import). What a
 login must pass, in order (research/exchange2013-facts.md §3):
 - the throttle (security/throttle.py): too many recent failures from this address or for this
   name and the password is not even checked;
