@@ -81,8 +81,12 @@ async def moved_away(conn: AsyncConnection, guid: str) -> bool:
     has_fences = await conn.run_sync(lambda sync: sync.dialect.has_table(sync, fences.name))
     if not has_fences:  # no mailbox ever moved out of this database
         return False
-    state = (await conn.execute(select(fences.c.state).where(fences.c.guid == guid))).scalar()
-    return state == MOVED
+    return await fence_state(conn, guid) == MOVED
+
+
+async def fence_state(conn: AsyncConnection, guid: str) -> str | None:
+    """The mailbox's fence in the database `conn` reads: LOCKED, MOVED, or None."""
+    return (await conn.execute(select(fences.c.state).where(fences.c.guid == guid))).scalar()
 
 
 def is_fenced(exc: BaseException) -> bool:
@@ -113,7 +117,7 @@ class MoveFence:
 
     async def state(self, guid: str) -> str | None:
         async with self._engine.connect() as conn:
-            return (await conn.execute(select(fences.c.state).where(fences.c.guid == guid))).scalar()
+            return await fence_state(conn, guid)
 
     async def raise_fence(self, guid: str, state: str = LOCKED) -> None:
         """Fence the mailbox; returns once no write that started before the fence can still commit.

@@ -23,7 +23,7 @@ from asyncio import sslproto
 from collections.abc import Callable
 from typing import Final, Generic, Protocol, TypeVar
 
-from courriel.services.port_claim import PortClaim, claim
+from courriel.services.port_claim import PortClaim, claimed
 
 TLS_HANDSHAKE_TIMEOUT: Final = 30.0
 TLS_READ_SIZE: Final = 8 * 1024
@@ -113,8 +113,7 @@ class Listeners(Generic[C]):
         if implicit_tls and self.tls is None:
             raise ValueError("implicit TLS needs a TLS context")
         small_tls_reads()
-        held = claim(host, port) if self.reuse_port and port else None
-        try:
+        with claimed(host, port, self.reuse_port) as held:
             server = await asyncio.get_running_loop().create_server(
                 lambda: self.factory(implicit_tls),
                 host,
@@ -123,10 +122,6 @@ class Listeners(Generic[C]):
                 ssl_handshake_timeout=self.handshake_timeout if implicit_tls else None,
                 reuse_port=self.reuse_port or None,
             )
-        except BaseException:
-            if held is not None:
-                held.release()
-            raise
         if held is not None:
             self._claims.append(held)
         bound = int(server.sockets[0].getsockname()[1])

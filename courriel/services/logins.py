@@ -123,17 +123,7 @@ class DirectoryLogin(PasswordLogin):
     """IMAP4 or POP3 logins: the mailbox must have a database and be enabled for the protocol,
     and the protocol be enabled (`settings`, read from the directory snapshot of the moment)."""
 
-    protocol: Protocol
-
-    def __init__(
-        self,
-        snapshot: Callable[[], DirectorySnapshot],
-        throttle: LoginThrottle,
-        protocol: Protocol,
-        *,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
-        super().__init__(snapshot, throttle, protocol, sleep=sleep)
+    protocol: Protocol  # "imap" or "pop": which switches `enabled` reads
 
     def settings(self) -> ProtocolSettings:
         return protocol_settings(self._snapshot(), self.protocol)

@@ -22,6 +22,7 @@ import errno
 import os
 import socket
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 
 _UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
@@ -86,6 +87,19 @@ def claim(host: str, port: int) -> PortClaim | None:
             return None
         raise OSError(errno.EADDRINUSE, f"{host}:{port} is served by another Courriel server ({_describe(holder, _owner.name)})")
     return None
+
+
+@contextlib.contextmanager
+def claimed(host: str, port: int, shared: bool) -> Iterator[PortClaim | None]:
+    """`claim` around a listener's bind: only for a port shared with SO_REUSEPORT (`shared`;
+    port 0 never is), and released again if the bind fails."""
+    held = claim(host, port) if shared and port else None
+    try:
+        yield held
+    except BaseException:
+        if held is not None:
+            held.release()
+        raise
 
 
 def _holder(name: bytes) -> int | None:

@@ -147,6 +147,21 @@ def _listening(host: str, port: int) -> bool:
     return False
 
 
+def wait_for(check, what: str, timeout: float = 60.0):  # type: ignore[no-untyped-def]
+    """Poll `check()` until it returns a true value (bounded); the last error is reported."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except Exception as exc:  # the server may not have followed the directory yet
+            last = exc
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}: {last!r}")
+
+
 async def read_inbox(config: ServerConfig, address: str) -> list[bytes]:
     directory = await Directory.open(config.directory_url, config.data_dir)
     try:

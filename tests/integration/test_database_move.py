@@ -34,6 +34,7 @@ from tests.integration.mailserver import (
     engine_databases,
     no_verify_tls,
     organization_server,
+    wait_for,
 )
 
 ALICE = "alice@example.test"
@@ -72,21 +73,6 @@ def inbox(imap: imaplib.IMAP4_SSL, folder: str = "INBOX") -> list[tuple[str, str
         subject = re.search(r"^Subject: (.*)$", text, re.M)
         out.append((subject.group(1).strip() if subject else "", flags.group(1).decode() if flags else "", text))
     return out
-
-
-def wait_for(check, what: str, timeout: float = 60.0):  # type: ignore[no-untyped-def]
-    """Poll `check()` until it returns a true value (bounded); the last error is reported."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-            if value:
-                return value
-        except Exception as exc:  # the server may not have followed the directory yet
-            last = exc
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}: {last!r}")
 
 
 def wait_for_inbox(imap: imaplib.IMAP4_SSL, count: int, what: str, server: MailServer) -> list[tuple[str, str, str]]:

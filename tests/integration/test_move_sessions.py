@@ -198,7 +198,7 @@ async def test_sessions_open_across_a_move_are_told_to_reconnect(env: Env) -> No
     idling = asyncio.create_task(
         asyncio.to_thread(idle_until_bye, idler, started, asyncio.get_running_loop())
     )
-    await started.wait()
+    await asyncio.wait_for(started.wait(), 30)  # bounded: a failed IDLE never sets it
     await env.move()
 
     assert await idling == b"* BYE [UNAVAILABLE] mailbox moved, please reconnect\r\n"

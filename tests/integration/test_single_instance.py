@@ -7,21 +7,11 @@ from __future__ import annotations
 
 import errno
 import smtplib
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.integration.mailserver import MailServer, organization_server
-
-
-def wait_until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
+from tests.integration.mailserver import MailServer, organization_server, wait_for
 
 
 @pytest.mark.parametrize("mailserver", ["sqlite"], indirect=True)
@@ -53,7 +43,7 @@ def test_another_server_given_the_same_ports_does_not_listen_there(tmp_path: Pat
             f"is served by another Courriel server (pid {first.process.pid}"
             for name in ("frontend", "client", "transport")
         ]
-        wait_until(lambda: all(line in second.log_path.read_text() for line in refusals), "the refusals")
+        wait_for(lambda: all(line in second.log_path.read_text() for line in refusals), "the refusals", timeout=30)
         with smtplib.SMTP("127.0.0.1", first.port("frontend"), timeout=30) as smtp:
             assert smtp.noop()[0] == 250
         assert "cannot listen" not in first.log_path.read_text()  # its own workers share the ports

@@ -30,7 +30,7 @@ from courriel.mailbox.fence import MoveFence
 from courriel.mailbox.move import Side, move_mailbox
 from courriel.mailbox.store import MailboxDatabase
 from courriel.org.model import MailboxDatabase as DatabaseInfo
-from courriel.org.model import Recipient, RecipientKind, Server
+from courriel.org.model import Recipient, RecipientKind, Server, quota_in_force
 from courriel.storage.blobs import BlobRef, BlobStore, open_database_blobs
 from courriel.storage.engine import open_engine, sqlite_path, sqlite_url
 from courriel.transport.deliver.local import delivery_key_window
@@ -95,9 +95,7 @@ async def move_mailbox_to(admin: Admin, address: str, database: str, progress: P
         raise PermanentError(f"{recipient.primary_address} is in database {target.name} already")
     if not target.mounted:
         raise PermanentError(f"mailbox database {target.name} is dismounted; mount it first")
-    quota = recipient.prohibit_send_receive_quota
-    if quota is None:
-        quota = target.prohibit_send_receive_quota
+    quota = quota_in_force(recipient, target, "prohibit_send_receive_quota")
     progress(f"moving {recipient.primary_address} from {source.name} to {target.name}")
     # Delivery keys the source's Mailbox role would prune by now stay behind.
     window = delivery_key_window(await directory.get_transport_config())

@@ -28,7 +28,7 @@ from starlette.types import ASGIApp
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from courriel.services.http.identity import PEER_SERVER
-from courriel.services.port_claim import PortClaim, claim
+from courriel.services.port_claim import PortClaim, claimed
 
 log = logging.getLogger(__name__)
 
@@ -149,13 +149,8 @@ class HttpListeners:
 
     async def listen(self, host: str, port: int, tls: ssl.SSLContext | None) -> int:
         """Serve on host:port (TLS when `tls` is given); returns the bound port (for port 0)."""
-        held = claim(host, port) if self.reuse_port and port else None
-        try:
+        with claimed(host, port, self.reuse_port) as held:
             sock = bind(host, port, reuse_port=self.reuse_port)
-        except BaseException:
-            if held is not None:
-                held.release()
-            raise
         server = _Server(self._config(tls))
         task = asyncio.create_task(server.serve(sockets=[sock]), name=f"{self.name} {host}:{port}")
         ready = asyncio.create_task(server.ready.wait())

@@ -228,7 +228,7 @@ async def _rows(s: Session, view: SelectedView, plan: _Plan, uids: Sequence[int]
     account = s.require_account()
     # Bodies of messages the client listed before: at once, when nothing was expunged since
     # the view (the store knows the rows; the bytes are in the OS file cache).
-    if plan.needs_bytes and not plan.structure and not s.changed:
+    if plan.needs_bytes and not plan.headers_only and not plan.structure and not s.changed:
         now = account.bodies_now(view.folder_id, uids)
         if now is not None:
             return now
